@@ -17,6 +17,7 @@ numpy backend consumes none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,11 +38,15 @@ class Backend(Protocol):
     def param(self, w: np.ndarray) -> Tensor:
         """A model parameter (n, m) or (m,) from plaintext (cipher: encrypted, for the initial model)."""
 
-    def matmul(self, x: Tensor, w: Tensor) -> Tensor:
-        """x @ w: (b, n) @ (n, m) -> (b, m)."""
+    def affine(self, pairs: Sequence[tuple[Tensor, Tensor]], bias: Tensor | None = None) -> Tensor:
+        """sum_i x_i @ w_i (+ bias): each x_i (b, n_i) @ w_i (n_i, m) -> (b, m).
 
-    def matmul_t(self, x: Tensor, w: Tensor) -> Tensor:
-        """x @ w.T: (b, m) @ (n, m).T -> (b, n) (the backward pass through a product)."""
+        Every pre-activation is one call (e.g. X_t W + H_{t-1} U + b): the cipher backend sums the
+        slot-wise products first and rotate-and-sums once, and chooses the layout of the plaintext
+        operands to match the encrypted ones."""
+
+    def affine_t(self, pairs: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+        """sum_i d_i @ w_i.T: each d_i (b, m) @ (n, m).T -> (b, n) (backward through the products)."""
 
     def outer(self, x: Tensor, d: Tensor) -> Tensor:
         """x.T @ d: (b, n), (b, m) -> (n, m), summed over the batch (a weight gradient)."""

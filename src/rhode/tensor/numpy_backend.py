@@ -3,6 +3,8 @@ baseline; with the polynomial approximations it is the exact mirror of the encry
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rhode.tensor.poly import ChebyshevPoly
@@ -19,11 +21,13 @@ class NumpyBackend:
     def param(self, w: np.ndarray) -> np.ndarray:
         return np.array(w, dtype=np.float64)
 
-    def matmul(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return x @ w
+    def affine(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+               bias: np.ndarray | None = None) -> np.ndarray:
+        out = sum(x @ w for x, w in pairs)
+        return out if bias is None else out + bias
 
-    def matmul_t(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return x @ w.T
+    def affine_t(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        return sum(d @ w.T for d, w in pairs)
 
     def outer(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         return x.T @ d
