@@ -1,0 +1,141 @@
+"""Run configuration of a federated training: data, model, training, cryptography.
+
+A :class:`RunConfig` is plain data (TOML- and JSON-serializable), validated before any key is made,
+and stored with every checkpoint so that a resume with other parameters is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+from rhode.errors import ParameterError
+
+CELLS = ("rnn", "gru", "lstm")
+CLIPS = ("none", "poly", "tanh", "abs")
+PARTITIONS = ("iid", "blocks", "skew")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that fixes a run. Field names are the CLI flags (``--hidden`` -> ``hidden``).
+
+    Data: either ``data`` (one CSV per data holder) or ``dataset`` (a bundled dataset split into
+    ``parties`` partitions with ``partition``).
+    """
+
+    data: tuple[str, ...] = ()
+    dataset: str | None = None
+    target: str | None = None
+    features: tuple[str, ...] | None = None
+    parties: int = 3
+    partition: str = "iid"
+    cell: str = "rnn"
+    hidden: int = 8
+    timesteps: int = 8
+    horizon: int = 1
+    batch: int = 32
+    learning_rate: float = 0.5
+    local_steps: int = 2
+    global_iterations: int = 4
+    clip: str = "tanh"
+    clip_value: float = 1.0
+    preset: str = "default"
+    seed: int = 0
+    test_fraction: float = 0.2
+    max_test_windows: int = 128
+    max_rows: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> RunConfig:
+        """Raise :class:`ParameterError` naming the option and what to change."""
+        def bad(option: str, why: str) -> ParameterError:
+            return ParameterError(f"invalid value for {option}: {why}")
+
+        if not self.data and not self.dataset:
+            raise bad("--data", "give one CSV file per data holder, or a bundled --dataset")
+        if self.data and self.dataset:
+            raise bad("--data/--dataset", "give either CSV files or a bundled dataset, not both")
+        if self.data and len(self.data) < 2:
+            raise bad("--data", "federated training needs at least 2 data holders (2 CSV files)")
+        n = len(self.data) if self.data else self.parties
+        if not 2 <= n <= 16:
+            raise bad("--parties", f"{n} data holders; rhode supports 2 to 16")
+        if self.cell not in CELLS:
+            raise bad("--cell", f"{self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.clip not in CLIPS:
+            raise bad("--clip", f"{self.clip!r}; choose one of {', '.join(CLIPS)}")
+        if self.partition not in PARTITIONS:
+            raise bad("--partition", f"{self.partition!r}; choose one of {', '.join(PARTITIONS)}")
+        for name, lo, hi in (("hidden", 1, 64), ("timesteps", 1, 256), ("horizon", 1, 10_000),
+                             ("batch", 1, 4096), ("local_steps", 1, 1000),
+                             ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise bad(f"--{name.replace('_', '-')}",
+                          f"{value!r}; expected an integer between {lo} and {hi}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10):
+            raise bad("--learning-rate", f"{self.learning_rate!r}; expected a number in (0, 10]")
+        if not (isinstance(self.clip_value, (int, float)) and 0 < self.clip_value <= 100):
+            raise bad("--clip-value", f"{self.clip_value!r}; expected a number in (0, 100]")
+        if not 0 < self.test_fraction < 1:
+            raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
+        return self
+
+    @property
+    def n_parties(self) -> int:
+        return len(self.data) if self.data else self.parties
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data"] = list(self.data)
+        d["features"] = list(self.features) if self.features is not None else None
+        return d
+
+    def fingerprint(self) -> str:
+        """Hash of every field that changes what a run computes (resume must match it)."""
+        d = self.to_dict()
+        for volatile in ("global_iterations", "max_test_windows", "extra"):
+            d.pop(volatile, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Build from a (possibly sectioned) dict; unknown keys are an error that names them."""
+        flat: dict[str, Any] = {}
+        for key, value in d.items():
+            if isinstance(value, dict):  # TOML sections ([model], [train], ...) are flattened
+                flat.update(value)
+            else:
+                flat[key] = value
+        flat = {k.replace("-", "_"): v for k, v in flat.items()}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(flat) - names)
+        if unknown:
+            raise ParameterError(
+                f"unknown configuration key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        for key in ("data", "features"):
+            if isinstance(flat.get(key), list):
+                flat[key] = tuple(flat[key])
+        try:
+            return cls(**flat).validate()
+        except TypeError as exc:
+            raise ParameterError(f"malformed configuration: {exc}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict (ParameterError if unreadable or malformed)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomli.load(fh)
+    except FileNotFoundError:
+        raise ParameterError(f"config file {p} does not exist") from None
+    except (OSError, tomli.TOMLDecodeError) as exc:
+        raise ParameterError(f"config file {p} is not valid TOML: {exc}") from None

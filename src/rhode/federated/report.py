@@ -1,0 +1,85 @@
+"""Run report (report.json) and plots (loss per global iteration, predictions vs truth)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and finished children) in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=_jsonable)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def plot_loss(path: str | Path, curves: dict[str, list[float]], title: str) -> Path:
+    """Loss per global iteration, one line per run (encrypted, mirror, exact)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"encrypted": "o-", "mirror": "s--", "plaintext (exact)": "^:"}
+    for label, values in curves.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), values, styles.get(label, "-"), label=label)
+    ax.set_xlabel("global iteration")
+    ax.set_ylabel("training loss (MSE/2, normalized units)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_predictions(path: str | Path, truth: np.ndarray, series: dict[str, np.ndarray],
+                     title: str, unit: str = "") -> Path:
+    """Predictions vs truth on the test windows (original units)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 4.0))
+    ax.plot(truth, "k-", lw=1.5, label="truth")
+    for label, values in series.items():
+        ax.plot(values, lw=1.0, alpha=0.85, label=label)
+    ax.set_xlabel("test window")
+    ax.set_ylabel(unit or "target")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
