@@ -2,7 +2,9 @@
 
 A :class:`CkksParams` names everything that fixes a CryptoContext. Presets:
 
-* ``test``    ring 2^13, insecure (``HEStd_NotSet``): unit tests only, refused unless named.
+* ``test``    ring 2^13, insecure (``HEStd_NotSet``), depth 10 at a 50-bit scale: unit tests only,
+  refused unless named. (OpenFHE adds 2^20-sigma noise to every decryption share, so a 40-bit
+  scale would decrypt only to ~1e-3.)
 * ``default`` ring 2^14, 128-bit classic security, depth 7 at a 35-bit scale.
 * ``deep``    ring 2^15, 128-bit classic security, depth 12 at a 40-bit scale (fewer refreshes:
   what a deployment, where each refresh is a network round, prefers).
@@ -98,7 +100,7 @@ class CkksParams:
 
 
 PRESETS: dict[str, CkksParams] = {
-    "test": CkksParams("test", 1 << 13, 10, 40, 50, secure=False),
+    "test": CkksParams("test", 1 << 13, 10, 50, 60, secure=False),
     "default": CkksParams("default", 1 << 14, 7, 35, 45),
     "deep": CkksParams("deep", 1 << 15, 12, 40, 50),
 }

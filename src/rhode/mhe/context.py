@@ -1,0 +1,91 @@
+"""The public, secret-free side of a threshold-CKKS deployment: one per process.
+
+An :class:`MheContext` wraps the OpenFHE CryptoContext built from a :class:`CkksParams`, the joint
+public key once the parties have made it, and the bookkeeping of which evaluation keys exist. The
+evaluation keys themselves live in OpenFHE's per-process static maps, keyed by the joint key tag, so
+every party, aggregator step and evaluator in one process uses the same single copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import openfhe as fhe
+
+from rhode.errors import DataError, ProtocolError
+from rhode.mhe.params import CkksParams, make_context
+
+Ciphertext = fhe.Ciphertext
+
+
+class MheContext:
+    """CryptoContext + joint public key + the set of rotations that have joint keys.
+
+    Attributes:
+        params: the parameters the CryptoContext was built from.
+        cc: the OpenFHE CryptoContext (used only inside :mod:`rhode.mhe`).
+        public_key: the joint public key (``None`` until collective key generation).
+        slots: number of CKKS slots (ring_dim / 2).
+        rotation_indices: rotation offsets that have joint rotation keys.
+        has_relin_key: whether the joint relinearization key is installed.
+    """
+
+    def __init__(self, params: CkksParams, cc: fhe.CryptoContext | None = None) -> None:
+        self.params = params.validate()
+        self.cc = cc if cc is not None else make_context(params)
+        self.public_key: fhe.PublicKey | None = None
+        self.slots: int = params.slots
+        self.rotation_indices: frozenset[int] = frozenset()
+        self.has_relin_key: bool = False
+
+    def __repr__(self) -> str:
+        return (f"MheContext(preset={self.params.name!r}, ring_dim={self.params.ring_dim}, "
+                f"depth={self.params.depth}, rotations={len(self.rotation_indices)}, "
+                f"public_key={'set' if self.public_key is not None else 'unset'})")
+
+    @property
+    def key_tag(self) -> str:
+        """Tag of the joint key: every ciphertext and evaluation key under it carries this tag."""
+        return self.require_public_key().GetKeyTag()
+
+    def require_public_key(self) -> fhe.PublicKey:
+        """The joint public key, or a :class:`ProtocolError` if key generation has not run."""
+        if self.public_key is None:
+            raise ProtocolError("no joint public key yet: run collective key generation first")
+        return self.public_key
+
+    def normalize_rotations(self, rotations: Iterable[int]) -> frozenset[int]:
+        """Rotation offsets reduced to ``(-slots, slots)`` (0 dropped); rejects non-integers."""
+        out = set()
+        for r in rotations:
+            if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
+                raise DataError(f"rotation offsets must be integers, got {r!r}")
+            r = int(r)
+            if abs(r) >= self.slots:
+                r = r % self.slots
+            if r != 0:
+                out.add(r)
+        return frozenset(out)
+
+    def missing_rotations(self, rotations: Iterable[int]) -> frozenset[int]:
+        """Requested rotations (normalized) that have no joint key yet."""
+        return self.normalize_rotations(rotations) - self.rotation_indices
+
+    def encode(self, values: np.ndarray, level: int = 0, noise_scale_deg: int = 1) -> fhe.Plaintext:
+        """CKKS plaintext of a real vector of length <= slots (zero-padded), at ``level``."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if v.size == 0 or v.size > self.slots:
+            raise DataError(f"a ciphertext holds 1 to {self.slots} values, got {v.size}")
+        if not np.all(np.isfinite(v)):
+            raise DataError("values to encrypt contain NaN or infinity")
+        return self.cc.MakeCKKSPackedPlaintext(v, noise_scale_deg, level)
+
+    def encrypt(self, values: np.ndarray, public_key: fhe.PublicKey | None = None) -> Ciphertext:
+        """Encrypt a real vector (length <= slots) at level 0 under the joint (or given) public key."""
+        pk = public_key if public_key is not None else self.require_public_key()
+        return self.cc.Encrypt(pk, self.encode(values))
+
+    def towers(self, ct: Ciphertext) -> int:
+        """RNS towers left in ``ct`` (refresh needs at least 3)."""
+        return self.params.depth + 1 - ct.GetLevel()
