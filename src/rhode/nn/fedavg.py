@@ -1,0 +1,146 @@
+"""Federated averaging, and the plaintext federated trainer (the mirror of the encrypted run)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rhode.errors import ParameterError
+from rhode.nn.config import TrainConfig
+from rhode.nn.diagnostics import RangeRecorder
+from rhode.nn.loss import mse, mse_loss
+from rhode.nn.model import RecurrentModel
+from rhode.nn.train import check_windows, local_training
+from rhode.tensor.base import Backend, Tensor
+from rhode.tensor.numpy_backend import NumpyBackend
+
+
+def _normalized_weights(n: int, weights: Sequence[float] | None) -> list[float] | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ParameterError(
+            f"FedAvg weights must be {n} non-negative numbers with a positive sum, got {list(weights)}")
+    if np.all(w == w[0]):
+        return None
+    return list(w / w.sum())
+
+
+def fedavg(backend: Backend, param_sets: Sequence[dict[str, Tensor]],
+           weights: Sequence[float] | None = None) -> dict[str, Tensor]:
+    """Average N local models. Uniform (weights None or all equal): sum, then one scalar product by
+    1/N (none for N = 1). Weighted: each model scaled by w_i / sum(w) (one scalar product each), then
+    summed. Levels on ciphertexts: 1."""
+    n = len(param_sets)
+    if n == 0:
+        raise ParameterError("fedavg needs at least one local model")
+    keys = list(param_sets[0])
+    if any(list(p) != keys for p in param_sets):
+        raise ParameterError("local models have different parameter names; all parties must train the "
+                             "same model")
+    w = _normalized_weights(n, weights)
+    out: dict[str, Tensor] = {}
+    for k in keys:
+        if w is None:
+            total = param_sets[0][k]
+            for p in param_sets[1:]:
+                total = backend.add(total, p[k])
+            out[k] = total if n == 1 else backend.scale(total, 1.0 / n)
+        else:
+            total = None
+            for wi, p in zip(w, param_sets, strict=True):
+                term = backend.scale(p[k], wi)
+                total = term if total is None else backend.add(total, term)
+            out[k] = total
+    return out
+
+
+@dataclass
+class FedResult:
+    """Outcome of :func:`train_federated`.
+
+    params: the final global model (name -> float64 array).
+    history: one dict per global iteration: iteration, train_loss (1/(2n) sum of squared errors over
+        all parties' windows, global model after the iteration), train_mse, and, measured during the
+        iteration's local training, max_abs_tanh_input, max_abs_sigmoid_input, max_abs_grad, and
+        in_range (every polynomial input inside its interval; always True for exact activations and
+        clip="none" as far as the clip is concerned).
+    """
+
+    params: dict[str, np.ndarray]
+    history: list[dict] = field(default_factory=list)
+
+
+def evaluate(model: RecurrentModel, params: dict[str, np.ndarray], X: np.ndarray,
+             Y: np.ndarray) -> dict[str, float]:
+    """Plaintext loss and MSE of ``params`` on windows X (n, T, d), Y (n, output_size)."""
+    X, Y = check_windows(model, X, Y)
+    be = NumpyBackend()
+    yhat = model.predict(be, {k: be.param(v) for k, v in params.items()},
+                         [be.data(X[:, t, :]) for t in range(X.shape[1])])
+    return {"train_loss": mse_loss(yhat, Y), "train_mse": mse(yhat, Y)}
+
+
+def train_federated(model: RecurrentModel, train: TrainConfig,
+                    parties: Sequence[tuple[np.ndarray, np.ndarray]], *, global_iterations: int,
+                    seed: int, backend: Backend | None = None,
+                    on_iteration: Callable[[int, dict], None] | None = None,
+                    weights: Sequence[float] | None = None,
+                    init_params: dict[str, np.ndarray] | None = None) -> FedResult:
+    """Plaintext FedAvg exactly as the encrypted run executes it (N = 1: centralized training).
+
+    parties: per data holder (X (n_i, T, d), Y (n_i, output_size)). Global iteration k = 0..G-1: every
+    party starts from the global model, runs ``local_training`` (m steps, batches from
+    ``batch_indices(seed, party=i, iteration=k, step)``), then :func:`fedavg` (``weights``, e.g. the
+    sample counts, or None for uniform). Initial model: ``model.init_params(seed)`` unless given.
+    ``backend``: a numpy-compatible backend (default: a range-recording numpy backend).
+    ``on_iteration(k, record)`` is called after each global iteration with its history record.
+    """
+    train.validate()
+    if isinstance(global_iterations, bool) or not isinstance(global_iterations, int) or global_iterations < 1:
+        raise ParameterError(f"global_iterations must be a positive integer, got {global_iterations!r}")
+    if len(parties) == 0:
+        raise ParameterError("train_federated needs at least one data holder")
+    data = [check_windows(model, X, Y) for X, Y in parties]
+    labels = {model.tanh.f: "tanh", model.sigmoid.f: "sigmoid"}
+    recorder = backend is None
+    params = {k: np.array(v, dtype=float) for k, v in (init_params or model.init_params(seed)).items()}
+    if list(params) != list(model.param_shapes):
+        raise ParameterError(f"init_params must have the parameters {list(model.param_shapes)}")
+    result = FedResult(params)
+    for k in range(global_iterations):
+        be = RangeRecorder(labels) if recorder else backend
+        max_grad = [0.0]
+
+        def record_grads(grads: dict, acc: list = max_grad) -> None:
+            acc[0] = max(acc[0], max(float(np.max(np.abs(g))) for g in grads.values()))
+
+        local = [local_training(be, model, {n: be.param(v) for n, v in params.items()}, X, Y, train,
+                                seed=seed, party=i, iteration=k, on_grads=record_grads)
+                 for i, (X, Y) in enumerate(data)]
+        params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, local, weights).items()}
+        X_all = np.concatenate([X for X, _ in data])
+        Y_all = np.concatenate([Y for _, Y in data])
+        rec = {"iteration": k, **evaluate(model, params, X_all, Y_all), "max_abs_grad": max_grad[0]}
+        if recorder:
+            rec["max_abs_tanh_input"] = be.max_abs["tanh"]
+            rec["max_abs_sigmoid_input"] = be.max_abs["sigmoid"]
+            rec["in_range"] = _in_range(model, train, rec)
+        result.history.append(rec)
+        if on_iteration is not None:
+            on_iteration(k, rec)
+    result.params = params
+    return result
+
+
+def _in_range(model: RecurrentModel, train: TrainConfig, rec: dict) -> bool:
+    cfg = model.config
+    ok = train.clip == "none" or rec["max_abs_grad"] <= train.clip_bound
+    if cfg.activation == "poly":
+        ok = ok and rec["max_abs_tanh_input"] <= cfg.tanh_interval
+        if cfg.cell != "rnn":
+            ok = ok and rec["max_abs_sigmoid_input"] <= cfg.sigmoid_interval
+    return bool(ok)

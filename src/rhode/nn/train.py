@@ -1,0 +1,85 @@
+"""Local training of one data holder: m mini-batch steps of forward, BPTT, clipping and update.
+
+The mini-batches are a pure function of (seed, party, iteration, step), so the plaintext mirror and the
+encrypted run draw exactly the same windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rhode.errors import DataError, ParameterError
+from rhode.nn.config import TrainConfig
+from rhode.nn.model import RecurrentModel
+from rhode.nn.optim import sgd_update
+from rhode.tensor.base import Backend, Tensor
+
+
+def _nonneg(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def batch_indices(n_samples: int, batch_size: int, *, seed: int, party: int, iteration: int,
+                  step: int) -> np.ndarray:
+    """Indices (batch_size,) of the windows of mini-batch ``step`` of global ``iteration`` for
+    ``party``: drawn without replacement, sorted, deterministic in (seed, party, iteration, step)."""
+    key = [_nonneg(k, v) for k, v in
+           (("seed", seed), ("party", party), ("iteration", iteration), ("step", step))]
+    n, b = _nonneg("n_samples", n_samples), _nonneg("batch_size", batch_size)
+    if b == 0:
+        raise ParameterError("batch_size must be at least 1")
+    if n < b:
+        raise DataError(
+            f"party {party} has {n} windows, fewer than batch_size {b}; lower batch_size, shorten the "
+            "window or give this party more rows")
+    rng = np.random.default_rng(np.random.SeedSequence(key))
+    return np.sort(rng.choice(n, size=b, replace=False))
+
+
+def check_windows(model: RecurrentModel, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one data holder's windows: X (n, T, d) and Y (n, output_size) (or (n,) if
+    output_size == 1); return them as float64 arrays. Raises :class:`DataError`."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    cfg = model.config
+    if X.ndim != 3 or X.shape[2] != cfg.input_size or X.shape[1] < 1:
+        raise DataError(f"windows X must have shape (n, T, {cfg.input_size}), got {X.shape}")
+    if Y.ndim == 1 and cfg.output_size == 1:
+        Y = Y[:, None]
+    if Y.shape != (X.shape[0], cfg.output_size):
+        raise DataError(f"targets Y must have shape ({X.shape[0]}, {cfg.output_size}), got {Y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+        raise DataError("windows or targets contain NaN or infinite values; clean or impute the data")
+    return X, Y
+
+
+def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Tensor], X: np.ndarray,
+                   Y: np.ndarray, train: TrainConfig, *, seed: int, party: int, iteration: int,
+                   on_step: Callable[[int], None] | None = None,
+                   on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> dict[str, Tensor]:
+    """Run ``train.local_steps`` mini-batch SGD steps on one holder's plaintext windows.
+
+    X (n, T, d), Y (n, output_size): the holder's windows. ``params``: backend tensors (e.g. the
+    encrypted global model). Step s uses ``batch_indices(n, b, seed, party, iteration, s)``; each
+    timestep's batch enters as ``backend.data(X[idx, t, :])`` (b, d). ``on_step(s)`` is called after
+    each update, ``on_grads(grads)`` with each step's gradients (diagnostics). Returns the local model.
+    """
+    train.validate()
+    X, Y = check_windows(model, X, Y)
+    b = train.batch_size
+    for step in range(train.local_steps):
+        idx = batch_indices(X.shape[0], b, seed=seed, party=party, iteration=iteration, step=step)
+        xs: Sequence[Tensor] = [backend.data(X[idx, t, :]) for t in range(X.shape[1])]
+        y = backend.data(Y[idx])
+        yhat, cache = model.forward(backend, params, xs)
+        grads = model.backward(backend, params, cache, yhat, y, b)
+        if on_grads is not None:
+            on_grads(grads)
+        params = sgd_update(backend, params, grads, train)
+        if on_step is not None:
+            on_step(step)
+    return params
