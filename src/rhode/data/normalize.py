@@ -1,0 +1,162 @@
+"""Normalization from *global* statistics that the data holders can add up under encryption.
+
+Each data holder computes :func:`local_stats` (count, sum and sum of squares per column). These are
+additive: the global statistics are the sum of the local ones, so the parties can encrypt
+:meth:`Stats.to_vector` under the collective key, add the ciphertexts, and decrypt only the total;
+no party reveals its own mean or variance. :meth:`Normalizer.from_stats` turns the total into a
+mean/std scaling.
+
+Why mean/std and not min/max: a minimum or maximum is not a sum, so it cannot be aggregated by
+ciphertext additions; it needs an encrypted comparison (a high-degree polynomial sign
+approximation, deep and imprecise in CKKS). Mean and variance need only additions. Standardized values
+are then divided by ``factor`` (default 3) so that values within 3 standard deviations of the mean land
+in [-1, 1], and inputs are clipped to [-1, 1] at the data holder, because the encrypted network's
+polynomial activations are accurate only on bounded intervals.
+
+Precision note for the encrypted sum: sums of squares of large raw values (e.g. trading volumes of
+1e7 over thousands of rows gives ~1e17) exceed what CKKS represents accurately at usual scales; scale
+the vector by a public factor before encryption (:meth:`Stats.to_vector` takes one) and back after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rhode.data.timeseries import TimeSeries
+from rhode.errors import DataError
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Additive per-column statistics of one or more data holders.
+
+    Attributes:
+        columns: the column names (:attr:`TimeSeries.stat_columns`: features, then the target if it
+            is not a feature).
+        target: the name of the target column (one of ``columns``).
+        count: number of rows.
+        sum: (c,) sum of each column.
+        sumsq: (c,) sum of squares of each column.
+    """
+
+    columns: tuple[str, ...]
+    target: str
+    count: float
+    sum: np.ndarray
+    sumsq: np.ndarray
+
+    def __add__(self, other: Stats) -> Stats:
+        if not isinstance(other, Stats):
+            return NotImplemented
+        if other.columns != self.columns or other.target != self.target:
+            raise DataError(f"cannot add statistics over columns {list(self.columns)} (target "
+                            f"'{self.target}') and {list(other.columns)} (target '{other.target}'); every "
+                            "party must use the same feature and target columns")
+        return Stats(self.columns, self.target, self.count + other.count, self.sum + other.sum,
+                     self.sumsq + other.sumsq)
+
+    def __radd__(self, other: object) -> Stats:
+        if other == 0:  # lets sum(stats_list) work
+            return self
+        return NotImplemented
+
+    def to_vector(self, scale: float = 1.0) -> np.ndarray:
+        """[count, sum_1..sum_c, sumsq_1..sumsq_c] * scale, shape (1 + 2c,): what a party encrypts."""
+        return np.concatenate([[self.count], self.sum, self.sumsq]) * scale
+
+    @classmethod
+    def from_vector(cls, columns: Sequence[str], target: str, vector: np.ndarray,
+                    scale: float = 1.0) -> Stats:
+        """Inverse of :meth:`to_vector` (e.g. on the decrypted encrypted sum)."""
+        columns = tuple(columns)
+        v = np.asarray(vector, dtype=np.float64)[: 1 + 2 * len(columns)] / scale
+        if v.shape != (1 + 2 * len(columns),):
+            raise DataError(f"statistics vector has {v.size} entries, need {1 + 2 * len(columns)} "
+                            f"for columns {list(columns)}")
+        c = len(columns)
+        return cls(columns, target, float(v[0]), v[1: 1 + c], v[1 + c:])
+
+
+def local_stats(series: TimeSeries) -> Stats:
+    """Count, sum and sum of squares of each of ``series.stat_columns`` over this party's rows."""
+    cols = series.values if series.target_is_feature else np.column_stack([series.values, series.target])
+    return Stats(series.stat_columns, series.target_name, float(series.n_rows), cols.sum(axis=0),
+                 np.square(cols).sum(axis=0))
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """x -> clip((x - mean) / (factor * std), -1, 1) for inputs; the target is scaled the same way
+    but not clipped (it enters only the loss, not an activation)."""
+
+    columns: tuple[str, ...]
+    target: str
+    mean: np.ndarray
+    std: np.ndarray
+    factor: float = 3.0
+
+    @classmethod
+    def from_stats(cls, total: Stats, factor: float = 3.0) -> Normalizer:
+        """Mean and (population) standard deviation from summed statistics. A constant column gets
+        std 1 (it is only shifted to 0)."""
+        if total.count < 2:
+            raise DataError(f"normalization needs at least 2 rows in total, got {total.count:g}")
+        if factor <= 0:
+            raise DataError(f"normalization factor must be positive, got {factor}")
+        mean = total.sum / total.count
+        var = np.maximum(total.sumsq / total.count - mean**2, 0.0)
+        std = np.sqrt(var)
+        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        return cls(total.columns, total.target, mean, std, float(factor))
+
+    @classmethod
+    def from_series(cls, series_list: Sequence[TimeSeries], factor: float = 3.0) -> Normalizer:
+        """Plaintext shortcut (experiments, tests): :meth:`from_stats` of the summed :func:`local_stats`."""
+        if not series_list:
+            raise DataError("no series given to compute normalization statistics from")
+        return cls.from_stats(sum(local_stats(s) for s in series_list), factor)
+
+    def _check(self, series: TimeSeries) -> None:
+        if series.stat_columns != self.columns or series.target_name != self.target:
+            raise DataError(f"{series.source}: columns {list(series.stat_columns)} (target "
+                            f"'{series.target_name}') do not match the normalizer's {list(self.columns)} "
+                            f"(target '{self.target}')")
+
+    @property
+    def _t(self) -> int:
+        return self.columns.index(self.target)
+
+    def scaled(self, series: TimeSeries) -> tuple[np.ndarray, np.ndarray]:
+        """Unclipped scaled values (n, d) and target (n,)."""
+        self._check(series)
+        d = series.n_features
+        x = (series.values - self.mean[:d]) / (self.factor * self.std[:d])
+        y = self.normalize_target(series.target)
+        return x, y
+
+    def normalize(self, series: TimeSeries) -> TimeSeries:
+        """The series with inputs scaled and clipped to [-1, 1], and the target scaled (not clipped)."""
+        x, y = self.scaled(series)
+        return series.with_values(np.clip(x, -1.0, 1.0), y)
+
+    def clipped_fraction(self, series: TimeSeries) -> float:
+        """Fraction of input cells that :meth:`normalize` clips (a sign the factor is too small or the
+        series drifts out of the range the statistics saw)."""
+        x, _ = self.scaled(series)
+        return float(np.mean(np.abs(x) > 1.0)) if x.size else 0.0
+
+    @property
+    def target_scale(self) -> float:
+        """Original units per normalized unit of the target: MAE_original = MAE_normalized * this."""
+        return float(self.factor * self.std[self._t])
+
+    def normalize_target(self, y: np.ndarray) -> np.ndarray:
+        """Target values (any shape) in original units to normalized units (no clipping)."""
+        return (np.asarray(y, dtype=np.float64) - self.mean[self._t]) / self.target_scale
+
+    def denormalize_target(self, y: np.ndarray) -> np.ndarray:
+        """Normalized target values (any shape), e.g. predictions, back to original units."""
+        return np.asarray(y, dtype=np.float64) * self.target_scale + self.mean[self._t]
