@@ -118,19 +118,21 @@ class LocalCollective:
         self.stats["refreshed_ciphertexts"] += len(cts)
         return out
 
-    def decrypt(self, cts: Sequence[Ciphertext], length: int | None = None) -> list[np.ndarray]:
-        """Threshold decryption by all parties; real parts, ``length`` values each (default: slots)."""
-        return self.decrypt_partial(cts, range(self.n_parties), length)
+    def decrypt(self, cts: Sequence[Ciphertext], length: int | None = None,
+                flood: bool = True) -> list[np.ndarray]:
+        """Threshold decryption by all parties; real parts, ``length`` values each (default: slots).
+        Shares are flooded unless ``flood=False`` (in-process inspection only)."""
+        return self.decrypt_partial(cts, range(self.n_parties), length, flood)
 
     def decrypt_partial(self, cts: Sequence[Ciphertext], party_indices: Sequence[int],
-                        length: int | None = None) -> list[np.ndarray]:
+                        length: int | None = None, flood: bool = True) -> list[np.ndarray]:
         """Fuse the decryption shares of only ``party_indices`` (for tests: fewer than N must not
         recover the message). A fusion OpenFHE cannot decode raises :class:`ProtocolError`."""
         idx = sorted(set(int(i) for i in party_indices))
         if not idx or idx[0] < 0 or idx[-1] >= self.n_parties:
             raise ProtocolError(f"party indices must be within 0..{self.n_parties - 1}, got {idx}")
         cts = list(cts)
-        shares = [self.parties[i].decryption_share(cts) for i in idx]
+        shares = [self.parties[i].decryption_share(cts, flood) for i in idx]
         if self.measure_bytes:
             self.stats["bytes_per_party"] += max(_nbytes(s) for s in shares)
         self.stats["decryption_rounds"] += 1

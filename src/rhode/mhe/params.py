@@ -2,12 +2,20 @@
 
 A :class:`CkksParams` names everything that fixes a CryptoContext. Presets:
 
-* ``test``    ring 2^13, insecure (``HEStd_NotSet``), depth 10 at a 50-bit scale: unit tests only,
-  refused unless named. (OpenFHE adds 2^20-sigma noise to every decryption share, so a 40-bit
-  scale would decrypt only to ~1e-3.)
-* ``default`` ring 2^14, 128-bit classic security, depth 7 at a 35-bit scale.
-* ``deep``    ring 2^15, 128-bit classic security, depth 12 at a 40-bit scale (fewer refreshes:
+* ``test``    ring 2^13, insecure (``HEStd_NotSet``), depth 10 at a 59-bit scale: unit tests only,
+  refused unless named.
+* ``default`` ring 2^14, 128-bit classic security, depth 5 at a 50-bit scale.
+* ``deep``    ring 2^15, 128-bit classic security, depth 11 at a 52-bit scale (fewer refreshes:
   what a deployment, where each refresh is a network round, prefers).
+
+Why such large scales: every decryption or key-switch share that is revealed carries noise flooding
+(see :mod:`rhode.mhe.flooding`), whose standard deviation is ``2^(stat_bits/2) * sqrt(12) *
+2^noise_bits`` in units of the scale, about 2^38 for ciphertext noise of 2^21. A revealed value keeps
+``scale_bits - flood_bits`` bits of precision (``reveal_precision_bits``: test 22, default 12, deep 13),
+so 35-40-bit scales would reveal nothing useful. At 128-bit security 2^14 then holds depth 5 and
+2^15 depth 11. The contexts use OpenFHE's COMPLEX CKKS data type so that the flooding, drawn in the
+slot domain, covers every coefficient of the decryption share (with REAL, imaginary parts would be
+dropped).
 
 Refresh (interactive multiparty bootstrapping) needs three RNS towers left, so a ciphertext refreshed
 to level 0 may spend ``depth - 2`` levels before it must be refreshed again (``usable_levels``).
@@ -16,11 +24,17 @@ to level 0 may spend ``depth - 2`` levels before it must be refreshed again (``u
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import openfhe as fhe
 
 from rhode.errors import ParameterError
+
+# Noise of fresh, refreshed and computed ciphertexts: log2 of the slot-noise standard deviation in units
+# of the scale, measured with `python -m rhode.mhe.flooding` (max over circuits and trials, rounded up,
+# plus one bit of margin).
+NOISE_BITS = {"test": 20.0, "default": 21.0, "deep": 22.0}
 
 # Largest log2 Q per ring dimension at 128-bit classic security (HomomorphicEncryption.org standard).
 _MAX_LOGQ_128 = {1 << 13: 218, 1 << 14: 438, 1 << 15: 881, 1 << 16: 1761}
@@ -37,6 +51,9 @@ class CkksParams:
         scale_bits: bits of the scaling modulus (precision of each level).
         first_mod_bits: bits of the first modulus (precision of the decrypted result).
         secure: 128-bit classic security; False only for the named ``test`` preset.
+        noise_bits: log2 of a bound on the noise of a ciphertext that is revealed, in units of its
+            scale (measured by ``python -m rhode.mhe.flooding``); sets the flooding noise.
+        stat_bits: statistical security of noise flooding (bits).
     """
 
     name: str
@@ -45,6 +62,8 @@ class CkksParams:
     scale_bits: int
     first_mod_bits: int
     secure: bool = True
+    noise_bits: float = 20.0
+    stat_bits: int = 30
 
     @property
     def slots(self) -> int:
@@ -61,6 +80,16 @@ class CkksParams:
         """Approximate bits of the ciphertext modulus at level 0."""
         return self.first_mod_bits + self.depth * self.scale_bits
 
+    @property
+    def flood_bits(self) -> float:
+        """log2 of the flooding standard deviation per share (in units of the scale)."""
+        return self.stat_bits / 2 + 0.5 * math.log2(12) + self.noise_bits
+
+    @property
+    def reveal_precision_bits(self) -> float:
+        """Bits of precision left in a revealed (flooded) value of magnitude ~1, per share."""
+        return self.scale_bits - self.flood_bits
+
     def validate(self) -> CkksParams:
         """Reject inconsistent parameters with a :class:`ParameterError`; return ``self``."""
         n = self.ring_dim
@@ -76,6 +105,15 @@ class CkksParams:
             raise ParameterError(
                 f"first_mod_bits must exceed scale_bits ({self.scale_bits}) and be at most 60, "
                 f"got {self.first_mod_bits}")
+        if not 0 <= self.noise_bits <= 40 or not 20 <= self.stat_bits <= 80:
+            raise ParameterError(
+                f"noise_bits must be in [0, 40] and stat_bits in [20, 80], got {self.noise_bits} and "
+                f"{self.stat_bits}")
+        if self.reveal_precision_bits < 8:
+            raise ParameterError(
+                f"a {self.scale_bits}-bit scale leaves {self.reveal_precision_bits:.1f} bits of precision "
+                f"after noise flooding ({self.flood_bits:.1f} bits); use a scale of at least "
+                f"{math.ceil(self.flood_bits) + 8} bits")
         if self.secure:
             limit = _MAX_LOGQ_128.get(n)
             # HYBRID key switching adds auxiliary moduli (about one scale's worth per digit).
@@ -100,9 +138,9 @@ class CkksParams:
 
 
 PRESETS: dict[str, CkksParams] = {
-    "test": CkksParams("test", 1 << 13, 10, 50, 60, secure=False),
-    "default": CkksParams("default", 1 << 14, 7, 35, 45),
-    "deep": CkksParams("deep", 1 << 15, 12, 40, 50),
+    "test": CkksParams("test", 1 << 13, 10, 59, 60, secure=False, noise_bits=NOISE_BITS["test"]),
+    "default": CkksParams("default", 1 << 14, 5, 50, 60, noise_bits=NOISE_BITS["default"]),
+    "deep": CkksParams("deep", 1 << 15, 11, 52, 60, noise_bits=NOISE_BITS["deep"]),
 }
 
 
@@ -117,7 +155,8 @@ def preset(name: str) -> CkksParams:
 
 def make_context(params: CkksParams) -> fhe.CryptoContext:
     """Build the CryptoContext for ``params`` with PKE, key switching, leveled SHE, advanced SHE and
-    multiparty features enabled. Scaling is FIXEDAUTO (OpenFHE rescales before the next product)."""
+    multiparty features enabled. Scaling is FIXEDAUTO (OpenFHE rescales before the next product); the
+    data type is COMPLEX (so that noise flooding can fill every coefficient)."""
     params.validate()
     p = fhe.CCParamsCKKSRNS()
     p.SetMultiplicativeDepth(params.depth)
@@ -127,6 +166,7 @@ def make_context(params: CkksParams) -> fhe.CryptoContext:
     p.SetKeySwitchTechnique(fhe.HYBRID)
     p.SetSecretKeyDist(fhe.UNIFORM_TERNARY)
     p.SetInteractiveBootCompressionLevel(fhe.COMPACT)
+    p.SetCKKSDataType(fhe.COMPLEX)
     p.SetBatchSize(params.slots)
     if params.secure:
         p.SetSecurityLevel(fhe.HEStd_128_classic)

@@ -17,6 +17,7 @@ import openfhe as fhe
 
 from rhode.errors import ProtocolError, SerializationError
 from rhode.mhe.context import Ciphertext, MheContext
+from rhode.mhe.flooding import flood_share
 
 
 class Party:
@@ -107,13 +108,18 @@ class Party:
         return share
 
     # -- shares on ciphertexts ----------------------------------------------------------------------
-    def decryption_share(self, cts: Sequence[Ciphertext]) -> list[Ciphertext]:
+    def decryption_share(self, cts: Sequence[Ciphertext], flood: bool = True) -> list[Ciphertext]:
         """Threshold-decryption shares, one per ciphertext (the lead's carries ``c0``).
 
-        Carries the context's decryption noise (flooding when the context is built for it)."""
+        With ``flood`` (the default) each share carries noise flooding (:mod:`rhode.mhe.flooding`), as
+        every share that leaves its owner must; ``flood=False`` is for shares that stay in-process."""
         cc = self.context.cc
+        cts = list(cts)
         fn = cc.MultipartyDecryptLead if self.is_lead else cc.MultipartyDecryptMain
-        return list(fn(list(cts), self._secret))
+        shares = list(fn(cts, self._secret))
+        if flood:
+            shares = [flood_share(self.context, d, ct) for d, ct in zip(shares, cts, strict=True)]
+        return shares
 
     def refresh_share(self, c1s: Sequence[Ciphertext],
                       crps: Sequence[Ciphertext]) -> list[list[Ciphertext]]:
@@ -126,8 +132,9 @@ class Party:
 
     def key_switch_share(self, cts: Sequence[Ciphertext],
                          querier_public_key: fhe.PublicKey) -> list[Ciphertext]:
-        """Public-key-switch shares towards a querier: the decryption share plus a fresh encryption
-        of zero under the querier's key (the sum over all parties encrypts the message under it)."""
+        """Public-key-switch shares towards a querier: the (flooded) decryption share plus a fresh
+        encryption of zero under the querier's key (the sum over all parties encrypts the message
+        under it). Never proxy re-encryption: a re-encryption key would give the querier ``s_i``."""
         cc = self.context.cc
         qtag = querier_public_key.GetKeyTag()
         out = []
