@@ -86,6 +86,12 @@ class MheContext:
         pk = public_key if public_key is not None else self.require_public_key()
         return self.cc.Encrypt(pk, self.encode(values))
 
+    @staticmethod
+    def levels_used(ct: Ciphertext) -> int:
+        """Levels ``ct`` has consumed, counting a pending rescale (FIXEDAUTO defers it to the next
+        product): ``level + noise_scale_degree - 1``. A refresh needs this <= ``usable_levels``."""
+        return ct.GetLevel() + ct.GetNoiseScaleDeg() - 1
+
     def towers(self, ct: Ciphertext) -> int:
-        """RNS towers left in ``ct`` (refresh needs at least 3)."""
-        return self.params.depth + 1 - ct.GetLevel()
+        """RNS towers left in ``ct`` after its pending rescale (refresh needs at least 3)."""
+        return self.params.depth + 1 - self.levels_used(ct)

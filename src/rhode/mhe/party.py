@@ -171,22 +171,30 @@ class Party:
     @classmethod
     def load(cls, context: MheContext, path: str | os.PathLike) -> Party:
         """Read a secret share written by :meth:`save` for the same parameters."""
-        from rhode.mhe.serial import Kind, unframe
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise SerializationError(f"cannot read secret share file {path}: {exc.strerror}") from None
+        return cls.from_secret_bytes(context, data)
+
+    @classmethod
+    def from_secret_bytes(cls, context: MheContext, data: bytes) -> Party:
+        """Inverse of :meth:`secret_bytes` (checks parameters, ring and, if known, the joint key tag)."""
+        from rhode.mhe.serial import Kind, unframe
         payload, meta = unframe(Kind.SECRET_SHARE, context.params, data)
         index = meta.get("index")
-        if not isinstance(index, int) or index < 0:
-            raise SerializationError(f"secret share file {path} has no valid party index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16:
+            raise SerializationError("secret share has no valid party index")
         try:
             secret = fhe.DeserializePrivateKeyString(payload, fhe.BINARY)
+            ring = secret.GetCryptoContext().GetRingDimension()
         except Exception:
-            raise SerializationError(f"secret share file {path} is corrupted") from None
-        if secret is None:
-            raise SerializationError(f"secret share file {path} is corrupted")
+            raise SerializationError("secret share is corrupted") from None
+        if ring != context.params.ring_dim:
+            raise SerializationError("secret share belongs to another ring dimension")
+        if context.public_key is not None and secret.GetKeyTag() != context.key_tag:
+            raise SerializationError("secret share belongs to another joint key")
         return cls(context, index, secret)
 
 

@@ -5,8 +5,8 @@ Every protocol has the Lattigo shape: parties *generate* shares from their secre
 key or ciphertext (functions here). Nothing in this module touches a secret share. By convention the
 share of party 0 (the lead) comes first in every list.
 
-Levels: a refresh takes ciphertexts with at least 3 RNS towers left (level <= depth - 2) and returns
-them at level 0; decryption and key switching work at any level.
+Levels: a refresh takes ciphertexts with at least 3 RNS towers left (``levels_used <= usable_levels``,
+counting a pending rescale) and returns them at level 0; decryption and key switching work at any level.
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def refresh_prepare(context: MheContext, cts: Sequence[Ciphertext]) -> RefreshRe
     for i, ct in enumerate(cts):
         if context.towers(ct) < 3:
             raise ProtocolError(
-                f"ciphertext {i} is at level {ct.GetLevel()} with {context.towers(ct)} RNS towers left; "
-                f"refresh needs 3 (refresh before level {context.params.usable_levels + 1})")
+                f"ciphertext {i} has used {context.levels_used(ct)} levels ({context.towers(ct)} RNS "
+                f"towers left); refresh needs 3, i.e. at most {context.params.usable_levels} levels used")
         a = cc.IntMPBootAdjustScale(ct)
         c1 = a.Clone()
         c1.RemoveElement(0)

@@ -45,6 +45,7 @@ class Kind(enum.IntEnum):
     KEY_SWITCH_SHARES = 13
     REFRESH_REQUEST = 14
     QUERIER_PUBLIC_KEY = 15
+    EVAL_KEYS = 16
 
 
 def params_hash(params: CkksParams) -> bytes:
@@ -118,3 +119,283 @@ def header_params_hash(data: bytes) -> bytes:
     """The parameter hash stored in a framed byte string (header check only)."""
     peek_kind(data)
     return _HEAD.unpack_from(bytes(data[:_HEAD.size]))[3]
+
+
+# -- typed (de)serializers ---------------------------------------------------------------------------
+# Everything below frames OpenFHE BINARY payloads; deserializers check the frame first, then parse
+# with OpenFHE inside a guard, then check what OpenFHE returned (ring, level, element count, key tag).
+
+MAX_OBJECTS = 1 << 16
+
+
+def _ser(obj) -> bytes:
+    import openfhe as fhe
+    return bytes(fhe.Serialize(obj, fhe.BINARY))
+
+
+def _pack(kind: Kind, params: CkksParams, objs: list, meta: dict | None = None) -> bytes:
+    blobs = [_ser(o) for o in objs]
+    m = dict(meta or {})
+    m["sizes"] = [len(b) for b in blobs]
+    return frame(kind, params, b"".join(blobs), m)
+
+
+def _split(kind: Kind, params: CkksParams, data: bytes, count: int | None) -> tuple[list[bytes], dict]:
+    payload, meta = unframe(kind, params, data)
+    sizes = meta.get("sizes")
+    what = kind.name.lower()
+    if (not isinstance(sizes, list) or not sizes or len(sizes) > MAX_OBJECTS
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+            or sum(sizes) != len(payload)):
+        raise SerializationError(f"{what} has an inconsistent object table")
+    if count is not None and len(sizes) != count:
+        raise SerializationError(f"expected {count} objects in the {what}, got {len(sizes)}")
+    out, pos = [], 0
+    for s in sizes:
+        out.append(payload[pos:pos + s])
+        pos += s
+    return out, meta
+
+
+def _parse(fn, blob: bytes, what: str):
+    import openfhe as fhe
+    try:
+        obj = fn(blob, fhe.BINARY)
+    except Exception:
+        raise SerializationError(f"{what}: OpenFHE could not parse the payload") from None
+    if obj is None:
+        raise SerializationError(f"{what}: OpenFHE could not parse the payload")
+    return obj
+
+
+def _check_ring(obj, params: CkksParams, what: str) -> None:
+    try:
+        ring = obj.GetCryptoContext().GetRingDimension()
+    except Exception:
+        raise SerializationError(f"{what} is not bound to a CKKS context") from None
+    if ring != params.ring_dim:
+        raise SerializationError(f"{what} has ring dimension {ring}, expected {params.ring_dim}")
+
+
+def _check_tag(obj, tag: str | None, what: str) -> None:
+    if tag is not None and obj.GetKeyTag() != tag:
+        raise SerializationError(f"{what} is under another key than expected")
+
+
+# context ------------------------------------------------------------------------------------------------
+def context_to_bytes(context) -> bytes:
+    """The public context: parameters, CryptoContext, joint public key (if set), rotation indices.
+
+    Evaluation keys travel separately (:func:`eval_keys_to_bytes`)."""
+    import openfhe as fhe
+    objs = [context.cc] + ([context.public_key] if context.public_key is not None else [])
+    meta = {"params": context.params.to_dict(), "rotations": sorted(context.rotation_indices),
+            "has_public_key": context.public_key is not None}
+    blobs = [bytes(fhe.Serialize(o, fhe.BINARY)) for o in objs]
+    meta["sizes"] = [len(b) for b in blobs]
+    return frame(Kind.CONTEXT, context.params, b"".join(blobs), meta)
+
+
+def context_from_bytes(data: bytes):
+    """Rebuild an :class:`~rhode.mhe.context.MheContext` from :func:`context_to_bytes` output."""
+    import openfhe as fhe
+
+    from rhode.errors import ParameterError
+    from rhode.mhe.context import MheContext
+
+    payload, meta = unframe(Kind.CONTEXT, None, data)
+    try:
+        params = CkksParams.from_dict(meta.get("params"))
+    except (ParameterError, TypeError, ValueError):
+        raise SerializationError("context carries invalid CKKS parameters") from None
+    if header_params_hash(data) != params_hash(params):
+        raise SerializationError("context header does not match its parameters")
+    blobs, meta = _split(Kind.CONTEXT, params, data, None)
+    has_pk = meta.get("has_public_key") is True
+    if len(blobs) != 1 + int(has_pk):
+        raise SerializationError("context has an unexpected number of objects")
+    cc = _parse(fhe.DeserializeCryptoContextString, blobs[0], "context")
+    try:
+        ok = cc.GetRingDimension() == params.ring_dim and cc.GetMultiplicativeDepth() >= params.depth
+    except Exception:
+        ok = False
+    if not ok:
+        raise SerializationError("context does not match its parameters")
+    ctx = MheContext(params, cc)
+    if has_pk:
+        pk = _parse(fhe.DeserializePublicKeyString, blobs[1], "public key")
+        _check_ring(pk, params, "public key")
+        ctx.public_key = pk
+    rotations = meta.get("rotations", [])
+    if not isinstance(rotations, list) or not all(isinstance(r, int) for r in rotations):
+        raise SerializationError("context has an invalid rotation list")
+    ctx.rotation_indices = ctx.normalize_rotations(rotations)
+    return ctx
+
+
+# public keys --------------------------------------------------------------------------------------------
+def public_key_to_bytes(context, pk, kind: Kind = Kind.PUBLIC_KEY) -> bytes:
+    """A public key (joint, a party's share, or a querier's)."""
+    return _pack(kind, context.params, [pk])
+
+
+def public_key_from_bytes(context, data: bytes, kind: Kind = Kind.PUBLIC_KEY, key_tag: str | None = None):
+    """Inverse of :func:`public_key_to_bytes`; ``key_tag`` (optional) must match."""
+    import openfhe as fhe
+    (blob,), _ = _split(kind, context.params, data, 1)
+    pk = _parse(fhe.DeserializePublicKeyString, blob, kind.name.lower())
+    _check_ring(pk, context.params, kind.name.lower())
+    _check_tag(pk, key_tag, kind.name.lower())
+    return pk
+
+
+# ciphertexts and ciphertext-shaped shares ----------------------------------------------------------------
+_CT_ELEMENTS = {Kind.CIPHERTEXTS: {2}, Kind.DECRYPTION_SHARES: {1}, Kind.KEY_SWITCH_SHARES: {2},
+                Kind.REFRESH_SHARES: {1}, Kind.REFRESH_REQUEST: {1}}
+
+
+def ciphertexts_to_bytes(context, cts, kind: Kind = Kind.CIPHERTEXTS) -> bytes:
+    """A list of ciphertexts, or of decryption / key-switch / flattened refresh shares."""
+    cts = list(cts)
+    if kind not in _CT_ELEMENTS:
+        raise SerializationError(f"{kind.name.lower()} is not a ciphertext kind")
+    return _pack(kind, context.params, cts, {"levels": [c.GetLevel() for c in cts]})
+
+
+def ciphertexts_from_bytes(context, data: bytes, kind: Kind = Kind.CIPHERTEXTS,
+                           key_tag: str | None = None, count: int | None = None) -> list:
+    """Inverse of :func:`ciphertexts_to_bytes`. Checks ring, level (<= depth and as announced),
+    number of elements, and ``key_tag`` (default: the context's joint key for ciphertexts and
+    decryption/refresh shares; pass the querier's tag for key-switch shares)."""
+    import openfhe as fhe
+    if kind not in _CT_ELEMENTS:
+        raise SerializationError(f"{kind.name.lower()} is not a ciphertext kind")
+    blobs, meta = _split(kind, context.params, data, count)
+    levels = meta.get("levels")
+    if not isinstance(levels, list) or len(levels) != len(blobs):
+        raise SerializationError(f"{kind.name.lower()} has an inconsistent level table")
+    if key_tag is None and kind != Kind.KEY_SWITCH_SHARES and context.public_key is not None:
+        key_tag = context.key_tag
+    what = kind.name.lower()
+    out = []
+    for blob, level in zip(blobs, levels, strict=True):
+        ct = _parse(fhe.DeserializeCiphertextString, blob, what)
+        _check_ring(ct, context.params, what)
+        lv = ct.GetLevel()
+        if not 0 <= lv <= context.params.depth or lv != level:
+            raise SerializationError(f"{what} has an invalid level {lv}")
+        if ct.NumberCiphertextElements() not in _CT_ELEMENTS[kind]:
+            raise SerializationError(f"{what} has {ct.NumberCiphertextElements()} elements")
+        _check_tag(ct, key_tag, what)
+        out.append(ct)
+    return out
+
+
+def refresh_request_to_bytes(context, request) -> bytes:
+    """What every party needs for a refresh round: the ``c1`` parts and the CRPs."""
+    return ciphertexts_to_bytes(context, list(request.c1s) + list(request.crps), Kind.REFRESH_REQUEST)
+
+
+def refresh_request_from_bytes(context, data: bytes) -> tuple[list, list]:
+    """Inverse of :func:`refresh_request_to_bytes`: ``(c1s, crps)``."""
+    cts = ciphertexts_from_bytes(context, data, Kind.REFRESH_REQUEST)
+    if len(cts) % 2:
+        raise SerializationError("refresh request must hold as many CRPs as ciphertexts")
+    n = len(cts) // 2
+    return cts[:n], cts[n:]
+
+
+def refresh_shares_to_bytes(context, pairs) -> bytes:
+    """One party's refresh shares: a pair per ciphertext."""
+    return ciphertexts_to_bytes(context, [h for pair in pairs for h in pair], Kind.REFRESH_SHARES)
+
+
+def refresh_shares_from_bytes(context, data: bytes, count: int | None = None) -> list[list]:
+    """Inverse of :func:`refresh_shares_to_bytes`; ``count`` ciphertexts expected (if given)."""
+    cts = ciphertexts_from_bytes(context, data, Kind.REFRESH_SHARES,
+                                 count=None if count is None else 2 * count)
+    if len(cts) % 2:
+        raise SerializationError("refresh shares must come in pairs")
+    return [cts[i:i + 2] for i in range(0, len(cts), 2)]
+
+
+# evaluation keys and their shares ------------------------------------------------------------------------
+def eval_key_to_bytes(context, key, kind: Kind = Kind.RELIN_KEY) -> bytes:
+    """A relinearization key or one of its round-1 / round-2 shares."""
+    return _pack(kind, context.params, [key])
+
+
+def eval_key_from_bytes(context, data: bytes, kind: Kind = Kind.RELIN_KEY, key_tag: str | None = None):
+    """Inverse of :func:`eval_key_to_bytes`; ``key_tag`` (optional) must match."""
+    import openfhe as fhe
+    (blob,), _ = _split(kind, context.params, data, 1)
+    key = _parse(fhe.DeserializeEvalKeyString, blob, kind.name.lower())
+    _check_tag(key, key_tag, kind.name.lower())
+    return key
+
+
+def rotation_keys_to_bytes(context, key_map, rotations, kind: Kind = Kind.ROTATION_KEY_SHARE) -> bytes:
+    """A rotation-key share (or joint rotation keys) for exactly ``rotations``."""
+    return _pack(kind, context.params, [key_map], {"rotations": sorted(int(r) for r in rotations)})
+
+
+def rotation_keys_from_bytes(context, data: bytes, kind: Kind = Kind.ROTATION_KEY_SHARE,
+                             rotations=None):
+    """Inverse of :func:`rotation_keys_to_bytes`: ``(key_map, rotations)``; if ``rotations`` is given
+    the share must cover exactly that set."""
+    import openfhe as fhe
+    (blob,), meta = _split(kind, context.params, data, 1)
+    rots = meta.get("rotations")
+    if not isinstance(rots, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in rots):
+        raise SerializationError(f"{kind.name.lower()} has an invalid rotation list")
+    if rotations is not None and sorted(set(rots)) != sorted(set(int(r) for r in rotations)):
+        raise SerializationError(f"{kind.name.lower()} covers other rotations than requested")
+    return _parse(fhe.DeserializeEvalKeyMapString, blob, kind.name.lower()), rots
+
+
+def eval_keys_to_bytes(context) -> bytes:
+    """The installed joint relinearization and rotation keys (from OpenFHE's static maps)."""
+    import openfhe as fhe
+    tag = context.key_tag
+    blobs = [bytes(fhe.SerializeEvalMultKeyString(fhe.BINARY, tag)) if context.has_relin_key else b""]
+    blobs.append(bytes(fhe.SerializeEvalAutomorphismKeyString(fhe.BINARY, tag))
+                 if context.rotation_indices else b"")
+    meta = {"sizes": [len(b) for b in blobs], "rotations": sorted(context.rotation_indices),
+            "tag": tag}
+    return frame(Kind.EVAL_KEYS, context.params, b"".join(blobs), meta)
+
+
+def load_eval_keys(context, data: bytes) -> None:
+    """Install keys from :func:`eval_keys_to_bytes` (once per process) and record them in ``context``."""
+    import openfhe as fhe
+    payload, meta = unframe(Kind.EVAL_KEYS, context.params, data)
+    sizes, rots, tag = meta.get("sizes"), meta.get("rotations"), meta.get("tag")
+    if (not isinstance(sizes, list) or len(sizes) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes)
+            or sum(sizes) != len(payload)
+            or not isinstance(rots, list) or not all(isinstance(r, int) for r in rots)
+            or bool(rots) != (sizes[1] > 0)):
+        raise SerializationError("evaluation keys have an inconsistent table")
+    if tag != context.key_tag:
+        raise SerializationError("evaluation keys are under another key than this context's")
+    relin, rot = payload[:sizes[0]], payload[sizes[0]:]
+    try:
+        if relin:
+            fhe.DeserializeEvalMultKeyString(relin, fhe.BINARY)
+        if rot:
+            fhe.DeserializeEvalAutomorphismKeyString(rot, fhe.BINARY)
+    except Exception:
+        raise SerializationError("evaluation keys: OpenFHE could not parse the payload") from None
+    cc = context.cc
+    want = set(cc.FindAutomorphismIndices(sorted(rots))) if rots else set()
+    if not want <= set(cc.GetExistingEvalAutomorphismKeyIndices(tag)):
+        raise SerializationError("evaluation keys lack some announced rotations")
+    if relin:
+        try:
+            found = bool(cc.GetEvalMultKeyVector(tag))
+        except Exception:
+            found = False
+        if not found:
+            raise SerializationError("evaluation keys lack the relinearization key")
+        context.has_relin_key = True
+    context.rotation_indices = context.rotation_indices | context.normalize_rotations(rots)
