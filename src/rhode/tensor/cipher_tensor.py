@@ -1,0 +1,126 @@
+"""Tensors of the cipher backend.
+
+* :class:`PlainBatch` - plaintext data (b, n) owned by the caller, encoded on demand in whatever
+  layout an operation needs (free: no encryption, no level).
+* :class:`CipherBatch` - an encrypted batch tensor (b, n): ceil(b / c) ciphertexts per layout. Its
+  value may be held as a lazy sum of parts in different layouts (R and C), or deferred until the
+  first consumer says which layout it wants (a product of plaintext data with encrypted weights).
+  Conversions are cached.
+* :class:`CipherParam` - an encrypted parameter (n, m) or (m,): one ciphertext per form (nat, T,
+  and for biases the diag form), or, for a gradient not yet summed over the batch, *pending* parts
+  (nat and/or T) that still need the sum over the samples of a chunk.
+
+Tensors are immutable values: operations return new tensors; caches (conversions, powers, forms)
+never go stale. Refresh replaces ciphertexts in place by fresh encryptions of the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+class PlainBatch:
+    """Plaintext batch (b, n): ``backend.data(x)``. Never encrypted."""
+
+    __slots__ = ("array", "encoded")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = np.asarray(array, dtype=np.float64)
+        self.encoded: dict[str, list] = {}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    def __repr__(self) -> str:
+        return f"PlainBatch(shape={self.shape})"
+
+
+class CipherTensor:
+    """Base of encrypted tensors: a shape and a creation order (newer tensors set the layout)."""
+
+    shape: tuple[int, ...]
+    seq: int
+
+    def ciphertexts(self) -> list:
+        """Every ciphertext the tensor currently holds (for level inspection)."""
+        raise NotImplementedError
+
+
+class CipherBatch(CipherTensor):
+    """Encrypted batch tensor (b, n).
+
+    Attributes:
+        shape: (b, n).
+        parts: layout -> list of chunk ciphertexts; the value is the sum of the parts.
+        full: layout -> chunk ciphertexts holding the whole value in that layout (cache).
+        pref: the layout this tensor was produced in (None while deferred).
+        maker: for a deferred tensor, layout -> chunk ciphertexts.
+    """
+
+    def __init__(self, shape: tuple[int, int], seq: int, parts: dict[str, list] | None = None,
+                 maker: Callable[[str], list] | None = None, pref: str | None = None) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.seq = seq
+        self.parts: dict[str, list] = dict(parts or {})
+        self.full: dict[str, list] = {}
+        if len(self.parts) == 1:
+            (lay, cts), = self.parts.items()
+            self.full[lay] = cts
+        self.maker = maker
+        self.pref = pref if pref is not None else (next(iter(self.parts)) if self.parts else None)
+        self.powers: dict[str, list[dict]] = {}
+
+    @property
+    def deferred(self) -> bool:
+        return not self.parts and self.maker is not None
+
+    @property
+    def layout(self) -> str | None:
+        """The single layout the value is held in (None if deferred or a mixed sum)."""
+        return next(iter(self.parts)) if len(self.parts) == 1 else None
+
+    def ciphertexts(self) -> list:
+        out, seen = [], set()
+        for cts in list(self.parts.values()) + list(self.full.values()):
+            for ct in cts:
+                if id(ct) not in seen:
+                    seen.add(id(ct))
+                    out.append(ct)
+        return out
+
+    def forget_powers(self) -> None:
+        self.powers.clear()
+
+    def __repr__(self) -> str:
+        state = "deferred" if self.deferred else "+".join(self.parts)
+        return f"CipherBatch(shape={self.shape}, layout={state})"
+
+
+class CipherParam(CipherTensor):
+    """Encrypted parameter (n, m) or (m,), replicated over the samples of a chunk.
+
+    Attributes:
+        forms: form ("nat", "T", "diag") -> ciphertext (materialized value).
+        pending: form ("nat", "T") -> ciphertext not yet summed over the samples (a gradient).
+    """
+
+    def __init__(self, shape: tuple[int, ...], seq: int, forms: dict | None = None,
+                 pending: dict | None = None) -> None:
+        self.shape = tuple(int(s) for s in shape)
+        self.seq = seq
+        self.forms: dict[str, object] = dict(forms or {})
+        self.pending: dict[str, object] = dict(pending or {})
+
+    @property
+    def is_pending(self) -> bool:
+        return bool(self.pending)
+
+    def ciphertexts(self) -> list:
+        return list(self.forms.values()) + list(self.pending.values())
+
+    def __repr__(self) -> str:
+        state = "pending " + "+".join(self.pending) if self.pending else "+".join(self.forms)
+        return f"CipherParam(shape={self.shape}, {state})"
