@@ -77,3 +77,18 @@ def test_mismatches_and_degenerate_input():
     const = TimeSeries.from_arrays(np.full((5, 1), 7.0), ["x"], "x")
     n = Normalizer.from_series([const])
     assert n.std[0] == 1.0 and np.all(n.normalize(const).values == 0.0)
+
+
+def test_normalizer_dict_round_trip():
+    import json
+
+    norm = Normalizer.from_series([random_series()])
+    back = Normalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    assert back.columns == norm.columns and back.target == norm.target and back.factor == norm.factor
+    np.testing.assert_array_equal(back.mean, norm.mean)
+    np.testing.assert_array_equal(back.std, norm.std)
+    bad = norm.to_dict() | {"std": [1.0]}
+    with pytest.raises(DataError, match="inconsistent"):
+        Normalizer.from_dict(bad)
+    with pytest.raises(DataError, match="incomplete or malformed"):
+        Normalizer.from_dict({"columns": ["a"]})

@@ -119,6 +119,28 @@ class Normalizer:
             raise DataError("no series given to compute normalization statistics from")
         return cls.from_stats(sum(local_stats(s) for s in series_list), factor)
 
+    def to_dict(self) -> dict:
+        """JSON-friendly form (for run reports and checkpoints; the statistics are global, not secret
+        shares, and are revealed to all parties by design)."""
+        return {"columns": list(self.columns), "target": self.target, "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "factor": self.factor}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalizer:
+        """Inverse of :meth:`to_dict`; DataError if fields are missing or inconsistent."""
+        try:
+            cols = tuple(str(c) for c in d["columns"])
+            mean = np.asarray(d["mean"], dtype=np.float64)
+            std = np.asarray(d["std"], dtype=np.float64)
+            norm = cls(cols, str(d["target"]), mean, std, float(d["factor"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"normalizer record is incomplete or malformed ({e!r})") from None
+        if mean.shape != (len(cols),) or std.shape != (len(cols),) or norm.target not in cols \
+                or not np.all(std > 0) or norm.factor <= 0:
+            raise DataError(f"normalizer record is inconsistent: {len(cols)} columns, mean {mean.shape}, "
+                            f"std {std.shape}, target '{norm.target}'")
+        return norm
+
     def _check(self, series: TimeSeries) -> None:
         if series.stat_columns != self.columns or series.target_name != self.target:
             raise DataError(f"{series.source}: columns {list(series.stat_columns)} (target "
