@@ -62,6 +62,20 @@ class LocalCollective:
         self._relin_keygen()
         self.add_rotation_keys(rotations)
 
+    @classmethod
+    def from_parts(cls, context: MheContext, parties: Sequence[Party],
+                   measure_bytes: bool = True) -> LocalCollective:
+        """A collective over keys that already exist (reloaded context with its joint keys installed,
+        and the parties' reloaded secret shares); no key generation."""
+        P.check_party_count(len(parties))
+        self = cls.__new__(cls)
+        self.context = context
+        self.measure_bytes = measure_bytes
+        self.stats = {"refresh_rounds": 0, "refreshed_ciphertexts": 0, "decryption_rounds": 0,
+                      "key_switch_rounds": 0, "bytes_per_party": 0}
+        self.parties = list(parties)
+        return self
+
     def __repr__(self) -> str:
         return f"LocalCollective(n_parties={len(self.parties)}, context={self.context!r})"
 

@@ -379,14 +379,14 @@ def load_eval_keys(context, data: bytes) -> None:
     if tag != context.key_tag:
         raise SerializationError("evaluation keys are under another key than this context's")
     relin, rot = payload[:sizes[0]], payload[sizes[0]:]
+    cc = context.cc
     try:
-        if relin:
+        if relin and tag not in cc.GetAllEvalMultKeys():  # OpenFHE refuses to replace a relin key
             fhe.DeserializeEvalMultKeyString(relin, fhe.BINARY)
         if rot:
             fhe.DeserializeEvalAutomorphismKeyString(rot, fhe.BINARY)
     except Exception:
         raise SerializationError("evaluation keys: OpenFHE could not parse the payload") from None
-    cc = context.cc
     want = set(cc.FindAutomorphismIndices(sorted(rots))) if rots else set()
     if not want <= set(cc.GetExistingEvalAutomorphismKeyIndices(tag)):
         raise SerializationError("evaluation keys lack some announced rotations")

@@ -1,0 +1,181 @@
+"""Serialization: round trips, validation of untrusted bytes, secret-share files, shares computed in
+another OS process."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _mhe_util import at_last_usable_level
+
+from rhode.errors import SerializationError
+from rhode.mhe import (
+    Party,
+    Querier,
+    aggregate_refresh,
+    fuse_decryption,
+    refresh_finalize,
+    refresh_prepare,
+)
+from rhode.mhe import serial as S
+
+HERE = Path(__file__).parent
+TOL = 1e-5
+
+
+def _err(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def test_frame_rejects_wrong_kind_params_and_damage(col3, params):
+    ct = col3.encrypt([0.5])
+    data = S.ciphertexts_to_bytes(col3.context, [ct])
+    with pytest.raises(SerializationError, match="expected a decryption_shares"):
+        S.ciphertexts_from_bytes(col3.context, data, S.Kind.DECRYPTION_SHARES)
+    with pytest.raises(SerializationError, match="other CKKS parameters"):
+        S.unframe(S.Kind.CIPHERTEXTS, replace(params, noise_bits=21.0), data)
+    with pytest.raises(SerializationError, match="truncated"):
+        S.ciphertexts_from_bytes(col3.context, data[:-1])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    with pytest.raises(SerializationError, match="corrupted"):
+        S.ciphertexts_from_bytes(col3.context, bytes(flipped))
+    with pytest.raises(SerializationError, match="not rhode data"):
+        S.ciphertexts_from_bytes(col3.context, b"garbage" * 10)
+    with pytest.raises(SerializationError, match="expected bytes"):
+        S.ciphertexts_from_bytes(col3.context, "text")
+
+
+def test_ciphertext_round_trip_and_key_check(collectives, rng):
+    col2, col3 = collectives[2], collectives[3]
+    x = rng.uniform(-1, 1, 16)
+    data = S.ciphertexts_to_bytes(col3.context, [col3.encrypt(x), col3.encrypt(-x)])
+    back = S.ciphertexts_from_bytes(col3.context, data, count=2)
+    assert _err(col3.decrypt(back, 16)[0], x) <= TOL and _err(col3.decrypt(back, 16)[1], -x) <= TOL
+    with pytest.raises(SerializationError, match="expected 3 objects"):
+        S.ciphertexts_from_bytes(col3.context, data, count=3)
+    # same parameters, other joint key: the key tag check rejects it
+    with pytest.raises(SerializationError, match="under another key"):
+        S.ciphertexts_from_bytes(col2.context, data)
+
+
+def test_context_public_key_and_eval_keys_round_trip(col3, rng):
+    ctx = col3.context
+    back = S.context_from_bytes(S.context_to_bytes(ctx))
+    assert back.params == ctx.params and back.key_tag == ctx.key_tag
+    assert back.rotation_indices == ctx.rotation_indices
+    pk = S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, ctx.public_key), key_tag=ctx.key_tag)
+    x = rng.uniform(-1, 1, 8)
+    assert _err(col3.decrypt([ctx.encrypt(x, pk)], 8)[0], x) <= TOL
+    keys = S.eval_keys_to_bytes(ctx)
+    S.load_eval_keys(back, keys)
+    assert back.has_relin_key and back.rotation_indices == ctx.rotation_indices
+    with pytest.raises(SerializationError, match="expected a eval_keys"):
+        S.load_eval_keys(back, S.context_to_bytes(ctx))
+
+
+def test_key_generation_shares_round_trip(params, rng):
+    """Run key generation with every share passing through bytes, as between processes."""
+    import rhode.mhe as M
+
+    ctx = M.MheContext(params)
+    K = S.Kind
+    lead = Party.create(ctx, 0)
+    lead_pk = S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, lead.public_key_share))
+    parties = [lead] + [Party.create(ctx, i, lead_pk) for i in (1, 2)]
+    pk_shares = [S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, p.public_key_share,
+                                                                     K.PUBLIC_KEY_SHARE), K.PUBLIC_KEY_SHARE)
+                 for p in parties]
+    M.finalize_public_key(ctx, M.aggregate_public_key(ctx, pk_shares))
+    for p in parties:
+        p.bind_to_joint_key()
+
+    def wire(key, kind):
+        return S.eval_key_from_bytes(ctx, S.eval_key_to_bytes(ctx, key, kind), kind)
+
+    r1_lead = wire(parties[0].relin_share_round1(), K.RELIN_SHARE_ROUND1)
+    r1 = [r1_lead] + [wire(p.relin_share_round1(r1_lead), K.RELIN_SHARE_ROUND1) for p in parties[1:]]
+    round1 = M.aggregate_relin_round1(ctx, r1)
+    r2 = [wire(p.relin_share_round2(round1), K.RELIN_SHARE_ROUND2) for p in parties]
+    M.finalize_relin_key(ctx, wire(M.aggregate_relin_round2(ctx, r2), K.RELIN_KEY))
+
+    rots = [3, -2]
+
+    def wire_map(m):
+        return S.rotation_keys_from_bytes(ctx, S.rotation_keys_to_bytes(ctx, m, rots), rotations=rots)[0]
+
+    rl = wire_map(parties[0].rotation_key_share(rots))
+    shares = [rl] + [wire_map(p.rotation_key_share(rots, rl)) for p in parties[1:]]
+    M.finalize_rotation_keys(ctx, M.aggregate_rotation_keys(ctx, shares), rots)
+    with pytest.raises(SerializationError, match="other rotations"):
+        S.rotation_keys_from_bytes(ctx, S.rotation_keys_to_bytes(ctx, rl, rots), rotations=[3])
+
+    x, y = rng.uniform(-1, 1, ctx.slots), rng.uniform(-1, 1, ctx.slots)
+    ct = ctx.cc.EvalRotate(ctx.cc.EvalMult(ctx.encrypt(x), ctx.encrypt(y)), -2)
+    dec = [S.ciphertexts_from_bytes(ctx, S.ciphertexts_to_bytes(ctx, p.decryption_share([ct]),
+                                                                K.DECRYPTION_SHARES), K.DECRYPTION_SHARES)
+           for p in parties]
+    assert _err(fuse_decryption(ctx, dec)[0], np.roll(x * y, 2)) <= TOL
+
+    q = Querier(ctx)
+    qpk = S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, q.public_key, K.QUERIER_PUBLIC_KEY),
+                                  K.QUERIER_PUBLIC_KEY)
+    ks = [S.ciphertexts_from_bytes(ctx, S.ciphertexts_to_bytes(ctx, p.key_switch_share([ct], qpk),
+                                                               K.KEY_SWITCH_SHARES),
+                                   K.KEY_SWITCH_SHARES, key_tag=q.public_key.GetKeyTag())
+          for p in parties]
+    assert _err(q.decrypt(M.aggregate_key_switch(ctx, ks))[0], np.roll(x * y, 2)) <= TOL
+
+
+def test_secret_share_file_is_private_and_loads(col3, tmp_path, rng):
+    path = tmp_path / "party1.key"
+    col3.parties[1].save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    loaded = Party.load(col3.context, path)
+    assert loaded.index == 1
+    ct = col3.encrypt(rng.uniform(-1, 1, 4))
+    shares = [p.decryption_share([ct]) for p in (col3.parties[0], loaded, col3.parties[2])]
+    assert fuse_decryption(col3.context, shares, 4)[0].shape == (4,)
+    # an existing world-readable file is tightened when overwritten
+    path.chmod(0o644)
+    col3.parties[1].save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(SerializationError, match="cannot read"):
+        Party.load(col3.context, tmp_path / "missing.key")
+
+
+def test_secret_share_rejected_for_other_joint_key(collectives, tmp_path):
+    path = tmp_path / "p.key"
+    collectives[2].parties[0].save(path)
+    with pytest.raises(SerializationError, match="another joint key"):
+        Party.load(collectives[3].context, path)
+
+
+def test_shares_computed_in_another_process_fuse(col3, tmp_path, rng):
+    ctx = col3.context
+    x = rng.uniform(-1, 1, ctx.slots)
+    ct = ctx.cc.EvalMult(col3.encrypt(x), 1.0)
+    low = at_last_usable_level(col3, col3.encrypt(x))
+    req = refresh_prepare(ctx, [low])
+    (tmp_path / "context.bin").write_bytes(S.context_to_bytes(ctx))
+    col3.parties[2].save(tmp_path / "party.key")
+    (tmp_path / "cts.bin").write_bytes(S.ciphertexts_to_bytes(ctx, [ct]))
+    (tmp_path / "refresh.bin").write_bytes(S.refresh_request_to_bytes(ctx, req))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(HERE / "_share_child.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    remote = S.ciphertexts_from_bytes(ctx, (tmp_path / "dec.bin").read_bytes(), S.Kind.DECRYPTION_SHARES)
+    shares = [col3.parties[0].decryption_share([ct]), col3.parties[1].decryption_share([ct]), remote]
+    assert _err(fuse_decryption(ctx, shares)[0], x) <= TOL
+    remote_pairs = S.refresh_shares_from_bytes(ctx, (tmp_path / "refresh_share.bin").read_bytes(), 1)
+    local = [p.refresh_share(req.c1s, req.crps) for p in col3.parties[:2]]
+    out = refresh_finalize(ctx, req, aggregate_refresh(ctx, local + [remote_pairs]))
+    assert out[0].GetLevel() == 0
+    assert _err(col3.decrypt(out)[0], x) <= TOL
