@@ -179,3 +179,23 @@ def test_shares_computed_in_another_process_fuse(col3, tmp_path, rng):
     out = refresh_finalize(ctx, req, aggregate_refresh(ctx, local + [remote_pairs]))
     assert out[0].GetLevel() == 0
     assert _err(col3.decrypt(out)[0], x) <= TOL
+
+
+def test_collective_reassembled_from_bytes_and_share_files(col3, tmp_path, rng):
+    from rhode.errors import ProtocolError
+    from rhode.mhe import LocalCollective
+
+    ctx = S.context_from_bytes(S.context_to_bytes(col3.context))
+    with pytest.raises(ProtocolError, match="relinearization key"):
+        LocalCollective.from_parts(ctx, [])
+    S.load_eval_keys(ctx, S.eval_keys_to_bytes(col3.context))
+    for p in col3.parties:
+        p.save(tmp_path / f"p{p.index}.key")
+    parties = [Party.load(ctx, tmp_path / f"p{i}.key") for i in (2, 0, 1)]
+    with pytest.raises(ProtocolError, match="parties 0..N-1"):
+        LocalCollective.from_parts(ctx, parties[:1] + parties[2:])
+    col = LocalCollective.from_parts(ctx, parties)
+    x = rng.uniform(-1, 1, ctx.slots)
+    ct = ctx.cc.EvalRotate(ctx.cc.EvalMult(col.encrypt(x), col.encrypt(x)), 1)
+    assert _err(col.decrypt([ct])[0], np.roll(x * x, -1)) <= TOL
+    assert _err(col3.decrypt(col.refresh([ct]))[0], np.roll(x * x, -1)) <= TOL

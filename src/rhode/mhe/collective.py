@@ -65,15 +65,24 @@ class LocalCollective:
     @classmethod
     def from_parts(cls, context: MheContext, parties: Sequence[Party],
                    measure_bytes: bool = True) -> LocalCollective:
-        """A collective over keys that already exist (reloaded context with its joint keys installed,
-        and the parties' reloaded secret shares); no key generation."""
+        """Reassemble a collective from a context whose keys are installed (e.g. by
+        :func:`rhode.mhe.serial.load_eval_keys`) and its parties ``0..N-1`` (e.g. from
+        :meth:`Party.load`). Runs no key generation."""
+        context.require_public_key()
+        if not context.has_relin_key:
+            raise ProtocolError("the context has no relinearization key; load the evaluation keys first")
+        parties = sorted(parties, key=lambda p: p.index)
         P.check_party_count(len(parties))
+        if [p.index for p in parties] != list(range(len(parties))):
+            raise ProtocolError("a collective needs exactly the parties 0..N-1")
+        if any(p.context is not context for p in parties):
+            raise ProtocolError("every party must belong to the given context")
         self = cls.__new__(cls)
         self.context = context
+        self.parties = list(parties)
         self.measure_bytes = measure_bytes
         self.stats = {"refresh_rounds": 0, "refreshed_ciphertexts": 0, "decryption_rounds": 0,
                       "key_switch_rounds": 0, "bytes_per_party": 0}
-        self.parties = list(parties)
         return self
 
     def __repr__(self) -> str:
