@@ -57,7 +57,7 @@ class ModelConfig:
     hidden_size: int
     output_size: int = 1
     activation: str = "poly"
-    tanh_interval: float = 4.0
+    tanh_interval: float = 3.0
     tanh_degree: int = 5
     sigmoid_interval: float = 4.0
     sigmoid_degree: int = 5
