@@ -200,10 +200,13 @@ class Evaluator:
     # -- polynomials ------------------------------------------------------------------------------
     def chebyshev(self, a: Ciphertext, coeffs: Sequence[float], lo: float, hi: float) -> Ciphertext:
         """sum_k coeffs[k] T_k(u), u = (2x - lo - hi) / (hi - lo), numpy convention (OpenFHE's
-        series; levels: :meth:`chebyshev_levels`)."""
+        series evaluates c0/2 + sum_k>0 c_k T_k, so c0 is doubled here; levels:
+        :meth:`chebyshev_levels`)."""
         self.counts["chebyshev_series"] += 1
         before = self.level(a)
-        out = self.cc.EvalChebyshevSeries(a, [float(c) for c in coeffs], float(lo), float(hi))
+        c = [float(v) for v in coeffs]
+        c[0] *= 2.0
+        out = self.cc.EvalChebyshevSeries(a, c, float(lo), float(hi))
         self.counts["rescalings"] += max(0, self.level(out) - before - 1)
         return out
 
