@@ -38,12 +38,12 @@ class RunConfig:
     partition: str = "iid"
     cell: str = "rnn"
     hidden: int = 8
-    timesteps: int = 8
+    timesteps: int = 4
     horizon: int = 1
     batch: int = 32
-    learning_rate: float = 0.5
-    local_steps: int = 2
-    global_iterations: int = 4
+    learning_rate: float = 0.7
+    local_steps: int = 3
+    global_iterations: int = 6
     clip: str = "tanh"
     clip_value: float = 1.0
     preset: str = "default"

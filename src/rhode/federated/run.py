@@ -74,7 +74,7 @@ def _plain_loss(model: RecurrentModel, params: dict, holders, idx: list[np.ndarr
     return total / (2 * count)
 
 
-def _predict_plain(model: RecurrentModel, params: dict, X: np.ndarray) -> np.ndarray:
+def predict_plain(model: RecurrentModel, params: dict, X: np.ndarray) -> np.ndarray:
     be = NumpyBackend()
     return np.asarray(model.predict(be, params, [X[:, t, :] for t in range(X.shape[1])]))
 
@@ -131,9 +131,9 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
 
     # 3. plaintext mirror (same polynomials) and exact baseline: same seed, batches, weights
     t0 = time.perf_counter()
-    mirror_params = _plain_fedavg(model, train_cfg, parties, cfg, weights)
+    mirror_params = plain_fedavg(model, train_cfg, parties, cfg, weights)
     t_mirror = time.perf_counter() - t0
-    exact_params = _plain_fedavg(exact_model, train_cfg, parties, cfg, weights)
+    exact_params = plain_fedavg(exact_model, train_cfg, parties, cfg, weights)
 
     # 4. encrypted training
     start = 0
@@ -175,8 +175,8 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     yq = bar.run(f"encrypted prediction for the querier ({len(Xq)} windows)",
                  lambda: session.predict(enc, Xq))
     t_predict = time.perf_counter() - t0
-    y_mirror = _predict_plain(model, mirror_params[-1], Xq)
-    y_exact = _predict_plain(exact_model, exact_params[-1], Xq)
+    y_mirror = predict_plain(model, mirror_params[-1], Xq)
+    y_exact = predict_plain(exact_model, exact_params[-1], Xq)
     naive = Xq[:, -1, holders[0].train.target_index][:, None] if holders[0].train.target_is_feature else None
 
     # 6. by unanimous decision of the data holders: reveal the final model (to compare with the mirror)
@@ -230,7 +230,7 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     return report
 
 
-def _plain_fedavg(model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig,
+def plain_fedavg(model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig,
                   weights) -> list[dict]:
     """Plaintext FedAvg with the encrypted run's seed, batches and weights; the global model after
     each iteration (element 0: the initial model)."""
