@@ -121,7 +121,7 @@ def bench_ops(name: str, reps: int) -> dict:
         "public key (joint or share)": len(S.public_key_to_bytes(ctx, ctx.public_key)),
         "secret share": len(p1.secret_bytes()),
         "ciphertext, level 0": len(S.ciphertexts_to_bytes(ctx, [a])),
-        f"ciphertext, {params.usable_levels} levels used": len(S.ciphertexts_to_bytes(ctx, [low])),
+        "ciphertext, all usable levels used (3 towers)": len(S.ciphertexts_to_bytes(ctx, [low])),
         "decryption share, level 0": len(S.ciphertexts_to_bytes(ctx, dshares[1], K.DECRYPTION_SHARES)),
         "key-switch share, level 0": len(S.ciphertexts_to_bytes(ctx, kshares[1], K.KEY_SWITCH_SHARES)),
         "refresh request (c1 + CRP) per ciphertext": len(S.refresh_request_to_bytes(ctx, req)),
