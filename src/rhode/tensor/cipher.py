@@ -125,6 +125,13 @@ class CipherBackend:
         self._last = Counter(self.ev.counts)
         self._by_op.clear()
 
+    def prepare(self, param_shapes: Iterable[tuple[int, ...]] | dict) -> None:
+        """Encode the plaintext masks a model with these parameter shapes needs (one-time work that
+        the first training step would otherwise do)."""
+        shapes = param_shapes.values() if isinstance(param_shapes, dict) else param_shapes
+        with self._scope("prepare"):
+            self.kernels.prepare([tuple(s) for s in shapes])
+
     # ================================================================ levels and refresh
     def _ensure(self, refs: Iterable[tuple]) -> None:
         """refs: (owner, container, key, cost). Refresh, in one round, every ciphertext

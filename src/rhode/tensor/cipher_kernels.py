@@ -35,6 +35,26 @@ class Kernels:
             self._masks[key] = self.ev.encode(rotate(mask(self.plan, **kw), r))
         return self._masks[key]
 
+    def prepare(self, shapes) -> int:
+        """Encode now every mask the kernels use for parameters of these shapes (the products,
+        conversions, transpositions and batch reductions). Returns the number of masks cached."""
+        p, t = self.plan, self.plan.transpose
+        self.mask(j0=True)
+        self.mask(diag=True)
+        k0 = {"k0": True} if p.c > 1 else {}
+        extras = [{}]
+        for shape in shapes:
+            for form in ("nat", "T"):
+                self.mask(**k0, **valid_region(shape, form))
+            if len(shape) == 1:
+                self.mask(diag=True, **k0, **valid_region(shape, "T"))
+            else:
+                extras.append({**k0, **valid_region(shape, "T")})
+        for extra in extras:
+            for _, bb, delta in t.terms:
+                self._rotated_mask(t.baby[bb], delta=delta, **extra)
+        return len(self._masks)
+
     # -- products ---------------------------------------------------------------------------------
     def contract(self, layout_in: str, ct_pairs: Sequence, pt_pairs: Sequence, *, before=None,
                  after=None):
