@@ -69,12 +69,13 @@ def main() -> None:
     """Federated training of RNN/GRU/LSTM models under multiparty homomorphic encryption."""
 
 
-def _execute(settings: dict, out: str, resume: bool, quiet: bool) -> None:
+def _execute(config_path: str | None, defaults: dict, flags: dict, out: str, resume: bool,
+             quiet: bool) -> None:
     from rhode.federated.config import RunConfig
     from rhode.federated.run import run_training, summary
 
     try:
-        cfg = RunConfig.from_dict(settings)
+        cfg = RunConfig.from_dict(_settings(config_path, defaults, flags))
         report = run_training(cfg, Path(out), resume=resume, progress=not quiet)
     except RhodeError as exc:
         _fail(str(exc))
@@ -89,7 +90,7 @@ def demo(out, resume, quiet, config_path, **flags) -> None:
     """The main job: 3 data holders on the bundled electricity-demand data train an encrypted
     model together, then a querier gets encrypted predictions on held-out windows."""
     defaults = {"dataset": "electricity", "parties": 3, "partition": "iid"}
-    _execute(_settings(config_path, defaults, flags), out, resume, quiet)
+    _execute(config_path, defaults, flags, out, resume, quiet)
 
 
 @main.command()
@@ -114,7 +115,7 @@ def train(out, resume, quiet, config_path, data, more_data, dataset, target, fea
         flags["data"] = files
     if features:
         flags["features"] = [f.strip() for f in features.split(",") if f.strip()]
-    _execute(_settings(config_path, {}, flags), out, resume, quiet)
+    _execute(config_path, {}, flags, out, resume, quiet)
 
 
 @main.command()
@@ -136,5 +137,15 @@ def predict(model_dir, data, out) -> None:
                + (f" (test MAE {report['test_mae']:.4g})" if report.get("test_mae") is not None else ""))
 
 
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rhode`` script: click's usage errors become one ``rhode: error:`` line."""
+    try:
+        main.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as exc:
+        _fail(exc.format_message().replace("\n", " "))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -125,6 +125,13 @@ def test_invalid_config_file(tmp_path, three_csvs):
     assert_one_line_error(proc, "toml")
 
 
+def test_bad_flag_values(tmp_path, three_csvs):
+    proc = rhode(*args_for(three_csvs, tmp_path / "out", "--cell", "transformer"), cwd=tmp_path)
+    assert_one_line_error(proc, "--cell", "transformer")
+    proc = rhode(*args_for(three_csvs, tmp_path / "out", "--hidden", "many"), cwd=tmp_path)
+    assert_one_line_error(proc, "--hidden", "many")
+
+
 def test_single_party_refused(tmp_path, three_csvs):
     proc = rhode(*args_for(three_csvs[:1], tmp_path / "out"), cwd=tmp_path)
     assert_one_line_error(proc, "2 data holders")
