@@ -65,3 +65,21 @@ def test_operation_deeper_than_a_refresh_cycle_is_refused(backend):
     deep = ChebyshevPoly(-1.0, 1.0, tuple([0.0] * 300 + [1.0]))   # far beyond usable levels
     with pytest.raises(ParameterError):
         be.poly(be.encrypt_batch(np.zeros((1, 1)), "R"), deep)
+
+
+@pytest.mark.parametrize("margin", [None, 2])
+def test_eager_refresh_joins_nearly_spent_tensors(collective, evaluator, margin):
+    from conftest import PACKED
+
+    from rhode.tensor.cipher import CipherBackend
+
+    be = CipherBackend(evaluator, PACKED, collective.refresh, eager_margin=margin)
+    p = ChebyshevPoly.fit(np.tanh, -4, 4, 7)                   # 3 levels
+    a = be.poly(be.poly(be.encrypt_batch(np.full((3, 2), 0.3), "R"), p), p)   # level 6
+    c = be.poly(be.poly(be.encrypt_batch(np.full((3, 2), 0.1), "R"), p), p)   # level 6, alive
+    be.reset_counters()
+    be.poly(a, p)                                              # a is due; c would be due next
+    t = be.counters()["total"]
+    assert t["refreshes"] == 1
+    assert t["refreshed_ciphertexts"] == (1 if margin is None else 2)
+    assert be.level(c) == (6 if margin is None else 0)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import Counter, defaultdict
+import weakref
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 
@@ -46,7 +47,10 @@ def _counted(name: str):
         @functools.wraps(fn)
         def wrapper(self, *args, **kwargs):
             with self._scope(name):
-                return fn(self, *args, **kwargs)
+                out = fn(self, *args, **kwargs)
+            if isinstance(out, CipherTensor):
+                self._recent.append(weakref.ref(out))
+            return out
         return wrapper
     return deco
 
@@ -63,12 +67,15 @@ class CipherBackend:
         plan: the packing (from :func:`rhode.packing.plan`).
         refresh: the refresh hook: a list of ciphertexts (each with at most ``usable_levels`` levels
             spent) -> the same values at level 0, in one collective round.
+        eager_margin: when a refresh round is due anyway, it also takes the ciphertexts of recently
+            created live tensors that have at most this many levels left (fewer rounds for the same
+            work; ``None``: only the operands that need it).
     """
 
     name = "cipher"
 
     def __init__(self, evaluator: Evaluator, plan: PackingPlan,
-                 refresh: Callable[[list], list]) -> None:
+                 refresh: Callable[[list], list], eager_margin: int | None = 2) -> None:
         if plan.slots != evaluator.slots:
             raise ParameterError(
                 f"packing plan for {plan.slots} slots does not match the context's {evaluator.slots}")
@@ -82,6 +89,8 @@ class CipherBackend:
         self._last = Counter(evaluator.counts)
         self._by_op: dict[str, Counter] = defaultdict(Counter)
         self._poly_plans: dict[ChebyshevPoly, tuple[PolyPlan, int]] = {}
+        self.eager_margin = eager_margin
+        self._recent: deque = deque(maxlen=64)
 
     def __repr__(self) -> str:
         return f"CipherBackend(H={self.plan.H}, chunk={self.plan.c}, slots={self.plan.slots})"
@@ -146,7 +155,30 @@ class CipherBackend:
             if self.ev.level(ct) + cost > self.usable:
                 due.setdefault(id(ct), [ct, []])[1].append((owner, cont, key))
         if due:
+            if self.eager_margin is not None:
+                self._add_eager(due)
             self._refresh_cts(list(due.values()))
+
+    def _add_eager(self, due: dict) -> None:
+        """Add to a due round the ciphertexts of recent live tensors with few levels left."""
+        floor = self.usable - self.eager_margin
+        for ref in self._recent:
+            t = ref()
+            if t is None:
+                continue
+            for owner, cont, key in self._places(t):
+                ct = cont[key]
+                if id(ct) in due:
+                    due[id(ct)][1].append((owner, cont, key))
+                elif self.ev.level(ct) >= max(floor, 1):
+                    due[id(ct)] = [ct, [(owner, cont, key)]]
+
+    @staticmethod
+    def _places(t: CipherTensor) -> list[tuple]:
+        if isinstance(t, CipherBatch):
+            conts = {id(c): c for c in list(t.parts.values()) + list(t.full.values())}
+            return [(t, c, q) for c in conts.values() for q in range(len(c))]
+        return [(t, t.forms, f) for f in t.forms] + [(t, t.pending, f) for f in t.pending]
 
     def _refresh_cts(self, items: list) -> None:
         with self._scope("refresh"):
@@ -164,16 +196,8 @@ class CipherBackend:
     def refresh(self, tensors: Iterable[CipherTensor]) -> None:
         """Refresh every ciphertext the tensors hold to level 0 now, in one round (e.g. the
         parameters after an update, so that the next step starts at level 0)."""
-        refs = []
-        for t in tensors:
-            if isinstance(t, CipherBatch):
-                for cont in list(t.parts.values()) + list(t.full.values()):
-                    refs += [(t, cont, q, self.usable) for q in range(len(cont))]
-            elif isinstance(t, CipherParam):
-                refs += [(t, t.forms, f, self.usable) for f in t.forms]
-                refs += [(t, t.pending, f, self.usable) for f in t.pending]
         items: dict[int, list] = {}
-        for owner, cont, key, _ in refs:
+        for owner, cont, key in (pl for t in tensors for pl in self._places(t)):
             if self.ev.level(cont[key]) > 0:
                 items.setdefault(id(cont[key]), [cont[key], []])[1].append((owner, cont, key))
         if items:
