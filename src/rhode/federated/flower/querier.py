@@ -1,0 +1,143 @@
+"""The querier's path in a deployment: encrypt windows, have the federation evaluate them, decrypt.
+
+The querier is neither a data holder nor the aggregator. From the aggregator's public directory it
+needs only ``context.rhode`` (parameters, joint public key) and ``run.json`` (model configuration and
+the revealed global normalization statistics). It makes its own key pair, encrypts its windows under
+the joint key and writes a request file; a ``flwr run`` with ``mode='predict'`` makes the aggregator
+evaluate the encrypted model on them and the data holders switch the result to the querier's key;
+only the querier can decrypt the response file. Its secret key lives in this process only.
+
+Command line (runs ``flwr run`` itself)::
+
+    python -m rhode.federated.flower.querier --app deploy/flower --federation mylink \\
+        --server-dir /srv/rhode --data query.csv --out predictions.csv --run-config run.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rhode.data import Normalizer, load_csv, make_windows
+from rhode.errors import ProtocolError, RhodeError
+from rhode.federated.config import RunConfig
+from rhode.federated.flower import model_io as M
+from rhode.federated.flower.aggregator import CONTEXT_FILE, RUN_JSON
+from rhode.federated.flower.holder import stats_from_json
+from rhode.federated.flower.settings import DeployConfig
+from rhode.federated.flower.wire import Payload, pack_bundle, unpack_bundle
+from rhode.mhe import Querier
+from rhode.mhe import serial as S
+from rhode.packing import decode_batch
+
+
+def _no_refresh(cts: list) -> list:
+    raise ProtocolError("a querier encrypts only; it never refreshes")
+
+
+class FlowerQuerier:
+    """A querier of the federation whose aggregator directory is ``server_dir`` (public files only)."""
+
+    def __init__(self, server_dir: str | os.PathLike) -> None:
+        d = Path(server_dir)
+        try:
+            self.meta = json.loads((d / RUN_JSON).read_text())
+            self.ctx = S.context_from_bytes((d / CONTEXT_FILE).read_bytes())
+        except FileNotFoundError as exc:
+            raise ProtocolError(
+                f"{exc.filename} is missing: the federation has no trained model yet") from None
+        self.run = RunConfig.from_dict(self.meta["config"])
+        self.stats = stats_from_json(json.dumps(self.meta["global_stats"]))
+        self.model, _, _ = DeployConfig(self.run).models(int(self.meta["n_features"]))
+        self.backend = M.backend_for(self.ctx, self.model, self.run.batch, _no_refresh)
+        self._querier = Querier(self.ctx)
+        self._shape: tuple[int, int] | None = None
+
+    def windows(self, csv_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+        """The querier's CSV as normalized windows X (n, T, d) and targets Y (n, 1)."""
+        series = load_csv(csv_path, self.stats.target, self.run.features)
+        norm = Normalizer.from_stats(self.stats)
+        return make_windows(norm.normalize(series), self.run.timesteps, self.run.horizon)
+
+    def denormalize(self, y: np.ndarray) -> np.ndarray:
+        return Normalizer.from_stats(self.stats).denormalize_target(y)
+
+    def request(self, X: np.ndarray) -> bytes:
+        """The request file: X (n, T, d) encrypted under the joint key, timestep by timestep, and the
+        querier's public key."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 3 or X.shape[2] != self.model.config.input_size or X.shape[1] != self.run.timesteps:
+            raise ProtocolError(f"windows must have shape (n, {self.run.timesteps}, "
+                                f"{self.model.config.input_size}), got {X.shape}")
+        xs = self.backend.encrypt_inputs([X[:, t, :] for t in range(X.shape[1])])
+        blobs = {f"x{t}": S.ciphertexts_to_bytes(self.ctx, self.backend.ciphertexts(x))
+                 for t, x in enumerate(xs)}
+        blobs["querier_pk"] = S.public_key_to_bytes(self.ctx, self._querier.public_key,
+                                                    S.Kind.QUERIER_PUBLIC_KEY)
+        self._shape = (X.shape[0], X.shape[2])
+        return pack_bundle(Payload({"shape": list(self._shape), "layouts": [x.layout for x in xs]}, blobs))
+
+    def decrypt(self, response: bytes) -> np.ndarray:
+        """The predictions (n, output_size) from the aggregator's response file."""
+        r = unpack_bundle(response, "prediction response")
+        layout = r.get("layout", str)
+        shape = r.int_list("shape")
+        if len(shape) != 2 or layout not in M.LAYOUTS:
+            raise ProtocolError("the prediction response has a malformed shape or layout")
+        if self._shape is not None and shape[0] != self._shape[0]:
+            raise ProtocolError(f"the response is for {shape[0]} windows, the request had {self._shape[0]}")
+        cts = S.ciphertexts_from_bytes(self.ctx, r.blob("result"),
+                                       key_tag=self._querier.public_key.GetKeyTag())
+        vectors = self._querier.decrypt(cts)
+        return decode_batch(self.backend.plan, vectors, layout, shape[0], shape[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rhode.federated.flower.querier",
+                                 description="Ask a rhode Flower federation for encrypted predictions.")
+    ap.add_argument("--app", required=True, help="the Flower app directory (deploy/flower)")
+    ap.add_argument("--federation", required=True, help="the SuperLink connection in FLWR_HOME/config.toml")
+    ap.add_argument("--server-dir", required=True, help="the aggregator's directory (public files)")
+    ap.add_argument("--data", required=True, help="the querier's CSV (same columns as the training data)")
+    ap.add_argument("--out", required=True, help="where to write predictions.csv")
+    ap.add_argument("--run-config", action="append", default=[],
+                    help="the training run's --run-config values (key=value pairs or a TOML file)")
+    a = ap.parse_args(argv)
+    try:
+        q = FlowerQuerier(a.server_dir)
+        X, Y = q.windows(a.data)
+        with tempfile.TemporaryDirectory(prefix="rhode-query-") as tmp:
+            req, resp = Path(tmp) / "request.bin", Path(tmp) / "response.bin"
+            req.write_bytes(q.request(X))
+            cmd = ["flwr", "run", a.app, a.federation, "--stream"]
+            for rc in a.run_config:
+                cmd += ["--run-config", rc]
+            cmd += ["--run-config", f"mode='predict' server-dir='{a.server_dir}' query-in='{req}' "
+                    f"query-out='{resp}'"]
+            proc = subprocess.run(cmd)
+            if proc.returncode != 0 or not resp.exists():
+                raise ProtocolError("the prediction run failed; see the output above")
+            y = q.decrypt(resp.read_bytes())
+    except RhodeError as exc:
+        print(f"rhode: error: {exc}", file=sys.stderr)
+        return 1
+    pred, truth = q.denormalize(y)[:, 0], q.denormalize(Y)[:, 0]
+    with open(a.out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["window", "prediction", "truth"])
+        for i, (p, t) in enumerate(zip(pred, truth)):
+            w.writerow([i, f"{p:.6g}", f"{t:.6g}"])
+    print(f"{len(pred)} predictions written to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Run and node configuration of the Flower deployment.
+
+The run configuration is ``[tool.flwr.app.config]`` of deploy/flower/pyproject.toml, overridden with
+``flwr run ... --run-config 'key=value ...'``; both the ServerApp and every ClientApp read it, so all
+parties agree on the model, the training schedule and the data schema. Keys are the CLI option names
+of ``rhode train`` (``learning-rate``, ``local-steps``, ...) plus the deployment's own (``mode``,
+``server-dir``, ``n-parties``, ``resume``, ``round-timeout``, ``connect-timeout``, ``query-in``,
+``query-out``).
+
+The node configuration (``flower-supernode --node-config``) says where a data holder's data and state
+are: ``party-index`` (0 is the lead), ``data`` (its CSV file) and ``storage`` (its state directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rhode.errors import ParameterError
+from rhode.federated.config import RunConfig
+from rhode.federated.run import model_configs
+from rhode.mhe import CkksParams, preset
+from rhode.nn.config import ModelConfig, TrainConfig
+from rhode.nn.model import RecurrentModel
+
+MODES = ("train", "predict")
+
+# run-config key -> RunConfig field (model, training, data schema, cryptography)
+_RUN_FIELDS = {
+    "cell": "cell", "hidden": "hidden", "timesteps": "timesteps", "horizon": "horizon", "batch": "batch",
+    "learning-rate": "learning_rate", "local-steps": "local_steps",
+    "global-iterations": "global_iterations", "clip": "clip", "clip-value": "clip_value",
+    "preset": "preset", "seed": "seed", "test-fraction": "test_fraction",
+}
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """The deployment's run configuration, validated.
+
+    Attributes:
+        run: the model/training/data options as a :class:`RunConfig` (``data`` holds one placeholder
+            name per data holder: the CSV files live on the data holders' machines).
+        mode: ``train`` (collective keys, encrypted FedAvg, checkpoints) or ``predict`` (a querier's
+            request against the trained model).
+        server_dir: the aggregator's directory (public keys, checkpoint, run.json, rounds.jsonl).
+        resume: continue the training in ``server_dir`` from its checkpoint and stored keys.
+        round_timeout: seconds the aggregator waits for every data holder's answer in one round.
+        connect_timeout: seconds it waits for all data holders to connect at the start.
+        query_in, query_out: the querier's request and response files (mode ``predict``).
+        n_features: number of input features (inferred from the data holders' schema).
+    """
+
+    run: RunConfig
+    mode: str = "train"
+    server_dir: Path = Path("rhode-server")
+    resume: bool = False
+    round_timeout: float = 600.0
+    connect_timeout: float = 120.0
+    query_in: str = ""
+    query_out: str = ""
+
+    @property
+    def n_parties(self) -> int:
+        return self.run.n_parties
+
+    @property
+    def params(self) -> CkksParams:
+        return preset(self.run.preset)
+
+    def fingerprint(self) -> str:
+        """What a resume must match: the options that change what is computed, and the preset."""
+        return f"{self.run.fingerprint()}-{self.run.preset}"
+
+    def models(self, n_features: int) -> tuple[RecurrentModel, ModelConfig, TrainConfig]:
+        """The polynomial model (the one trained under encryption) and the training configuration,
+        exactly as the in-process engine builds them."""
+        poly, _, train = model_configs(self.run, n_features)
+        return RecurrentModel(poly), poly, train
+
+    @classmethod
+    def from_run_config(cls, rc: Mapping) -> DeployConfig:
+        """Build from Flower's ``context.run_config`` (unknown keys are ignored, bad values raise
+        :class:`ParameterError` naming the key)."""
+        def value(key, kind, default=None):
+            if key not in rc:
+                if default is None:
+                    raise ParameterError(f"run config has no '{key}'; add it to [tool.flwr.app.config]")
+                return default
+            v = rc[key]
+            if kind is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+                raise ParameterError(f"run config '{key}' must be {kind.__name__}, got {v!r}")
+            return v
+
+        n = value("n-parties", int)
+        if not 2 <= n <= 16:
+            raise ParameterError(f"run config 'n-parties' must be between 2 and 16, got {n}")
+        fields = {}
+        for key, name in _RUN_FIELDS.items():
+            if key in rc:
+                fields[name] = rc[key]
+        target = value("target", str, "")
+        features = value("features", str, "")
+        run = RunConfig(data=tuple(f"data-holder-{i}" for i in range(n)),
+                        target=target or None,
+                        features=tuple(f.strip() for f in features.split(",") if f.strip()) or None,
+                        **fields).validate()
+        mode = value("mode", str, "train")
+        if mode not in MODES:
+            raise ParameterError(f"run config 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+        server_dir = value("server-dir", str, "rhode-server")
+        if not server_dir:
+            raise ParameterError("run config 'server-dir' must name the aggregator's directory")
+        rt = value("round-timeout", float, 600.0)
+        ct = value("connect-timeout", float, 120.0)
+        if rt <= 0 or ct <= 0:
+            raise ParameterError("run config 'round-timeout' and 'connect-timeout' must be positive")
+        return cls(run, mode, Path(server_dir), value("resume", bool, False), rt, ct,
+                   value("query-in", str, ""), value("query-out", str, ""))
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A data holder's node configuration.
+
+    Attributes:
+        party_index: its index (0 is the lead), unique in the federation.
+        data: its CSV file (may be empty on a node that only answers protocol steps).
+        storage: its state directory (secret share 0600, public keys, worker).
+    """
+
+    party_index: int
+    data: str
+    storage: Path
+
+    @classmethod
+    def from_node_config(cls, nc: Mapping) -> NodeConfig:
+        idx = nc.get("party-index", nc.get("partition-id"))
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < 16:
+            raise ParameterError(
+                "node config 'party-index' must be an integer from 0 to 15 (0 is the lead); start the "
+                "SuperNode with --node-config \"party-index=0 data='...' storage='...'\"")
+        storage = nc.get("storage")
+        if not isinstance(storage, str) or not storage:
+            raise ParameterError("node config 'storage' must name this data holder's state directory")
+        data = nc.get("data", "")
+        if not isinstance(data, str):
+            raise ParameterError("node config 'data' must be the path of this data holder's CSV file")
+        return cls(idx, data, Path(storage))

@@ -1,0 +1,112 @@
+"""Shared helpers of the Flower tests: tiny CSV data holders and the run configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+APP_DIR = Path(__file__).resolve().parents[2] / "deploy" / "flower"
+N_PARTIES = 3
+
+
+def write_csvs(directory: Path, n: int = N_PARTIES, rows: int = 48, seed: int = 0) -> list[Path]:
+    """One CSV per data holder: a time column, the target 'load' (noisy sine with a per-holder phase
+    and level) and a feature 'temp'."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        t = np.arange(rows) * 0.35 + 0.7 * i
+        load = 10 + 3 * np.sin(t) + 0.5 * i + 0.3 * rng.normal(size=rows)
+        temp = 20 + 4 * np.cos(t + 0.3) + 0.2 * rng.normal(size=rows)
+        p = Path(directory) / f"holder-{i}.csv"
+        with open(p, "w") as fh:
+            fh.write("time,load,temp\n")
+            for k in range(rows):
+                fh.write(f"2024-01-{1 + k // 24:02d} {k % 24:02d}:00,{load[k]:.4f},{temp[k]:.4f}\n")
+        paths.append(p)
+    return paths
+
+
+def run_config(server_dir: Path, **over) -> dict:
+    """The tests' run configuration (the `test` preset and tiny dimensions)."""
+    cfg = {"n-parties": N_PARTIES, "server-dir": str(server_dir), "preset": "test", "cell": "rnn",
+           "hidden": 4, "timesteps": 3, "batch": 8, "learning-rate": 0.5, "local-steps": 1,
+           "global-iterations": 2, "seed": 3, "target": "load", "round-timeout": 120.0,
+           "connect-timeout": 60.0}
+    cfg.update(over)
+    return cfg
+
+
+def direct_transport(node_configs: list[dict], dc):
+    """A DirectTransport whose data holders are this process's step functions (workers are real
+    processes watching this one)."""
+    from rhode.federated.flower.holder import handle
+    from rhode.federated.flower.settings import NodeConfig
+    from rhode.federated.flower.transport import DirectTransport
+
+    nodes = [NodeConfig.from_node_config(nc) for nc in node_configs]
+    pid = os.getpid()
+    return DirectTransport({n.party_index: (lambda step, p, n=n: handle(step, p, n, dc, pid)) for n in nodes})
+
+
+def in_process_reference(csvs: list[Path], rc: dict, queries=None) -> dict:
+    """What the in-process engine computes with the same data, options and seed: the decrypted global
+    model after each iteration, the revealed global statistics, and (for ``queries``, windows
+    (n, T, d)) the querier's predictions with the final model."""
+    from rhode.data import Normalizer, local_stats
+    from rhode.federated.dataprep import encrypted_global_stats, load_holders, window_holders
+    from rhode.federated.engine import EncryptedSession
+    from rhode.federated.flower.settings import DeployConfig
+    from rhode.mhe import preset
+
+    dc = DeployConfig.from_run_config(rc)
+    cfg = dc.run.__class__(**{**dc.run.to_dict(), "data": tuple(str(c) for c in csvs),
+                              "features": dc.run.features})
+    holders = load_holders(cfg)
+    model, _, train_cfg = dc.models(holders[0].train.n_features)
+    session = EncryptedSession.create(preset(cfg.preset), len(holders), model, cfg.batch)
+    total = encrypted_global_stats([local_stats(h.train) for h in holders], session.secure_sum)
+    window_holders(holders, Normalizer.from_stats(total), cfg)
+    weights = [float(h.X.shape[0]) for h in holders]
+    enc = session.encrypt_model(model.init_params(cfg.seed))
+    models = []
+    for it in range(cfg.global_iterations):
+        local = [session.local_training(enc, h.X, h.Y, train_cfg, seed=cfg.seed, party=h.index, iteration=it)
+                 for h in holders]
+        enc = session.aggregate(local, weights)
+        models.append(session.decrypt_model(enc))
+    out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq}
+    if queries is not None:
+        out["predictions"] = session.predict(enc, queries)
+    return out
+
+
+def decrypt_checkpoint(server_dir: Path, storages: list[Path]) -> tuple[int, dict]:
+    """Threshold-decrypt the deployment's checkpoint with every data holder's stored secret share (the
+    test plays the unanimous data holders): (iteration, name -> array)."""
+    import json
+
+    from rhode.federated.checkpoint import read_checkpoint
+    from rhode.federated.config import RunConfig
+    from rhode.federated.flower import model_io as M
+    from rhode.federated.flower.settings import DeployConfig
+    from rhode.mhe import Party
+    from rhode.mhe import protocols as P
+    from rhode.mhe import serial as S
+
+    server_dir = Path(server_dir)
+    meta = json.loads((server_dir / "run.json").read_text())
+    ctx = S.context_from_bytes((server_dir / "context.rhode").read_bytes())
+    model, _, _ = DeployConfig(RunConfig.from_dict(meta["config"])).models(int(meta["n_features"]))
+    backend = M.backend_for(ctx, model, meta["config"]["batch"], lambda cts: cts)
+    parties = [Party.load(ctx, Path(s) / "party.key") for s in storages]
+    ckpt = read_checkpoint(server_dir)
+    params = M.model_from_checkpoint(ctx, backend, model, ckpt.model)
+    out = {}
+    for name, t in params.items():
+        cts = backend.ciphertexts(t)
+        shares = [p.decryption_share(cts) for p in parties]
+        out[name] = backend.decode(t, P.fuse_decryption(ctx, shares))
+    return ckpt.iteration, out
