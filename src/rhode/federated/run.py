@@ -150,6 +150,7 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     for it in range(start, cfg.global_iterations):
         t_it = time.perf_counter()
         split = session.reset_timers()
+        sent_before = session.bytes_per_party()
         locals_ = []
         steps = bar.bar(total=n * cfg.local_steps, desc=f"global iteration {it + 1}/{cfg.global_iterations}")
         for h in holders:
@@ -162,7 +163,8 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
         rec = {"iteration": it + 1, "loss_encrypted": loss,
                "loss_mirror": _plain_loss(model, mirror_params[it + 1], holders, idx),
                "loss_exact": _plain_loss(exact_model, exact_params[it + 1], holders, idx),
-               "seconds": time.perf_counter() - t_it, **split.summary()}
+               "seconds": time.perf_counter() - t_it, **split.summary(),
+               "bytes_per_party": session.bytes_per_party() - sent_before}
         history.append(rec)
         iter_times.append(rec["seconds"])
         write_checkpoint(out, Checkpoint(it + 1, fp, session.export_model(enc), {"history": history}))
