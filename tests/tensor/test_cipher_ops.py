@@ -8,7 +8,8 @@ import pytest
 from conftest import PACKED, TOL
 
 from rhode.errors import ParameterError
-from rhode.packing import encode_param
+from rhode.packing import encode_param, plan
+from rhode.tensor.cipher import CipherBackend
 from rhode.tensor.cipher_tensor import CipherBatch, CipherParam, PlainBatch
 from rhode.tensor.poly import ChebyshevPoly
 
@@ -193,8 +194,10 @@ def test_encrypt_inputs_and_decode(backend, reveal):
         close(reveal, be, t, x)
 
 
-def test_errors(backend):
+def test_errors(backend, evaluator, collective):
     be = backend
+    with pytest.raises(ParameterError, match="rotation keys"):
+        CipherBackend(evaluator, plan(32, 4, PACKED.slots), collective.refresh)
     We = be.param(u(3, 4))
     with pytest.raises(ParameterError, match="cannot multiply"):
         be.affine([(be.data(u(2, 5)), We)])

@@ -79,6 +79,12 @@ class CipherBackend:
         if plan.slots != evaluator.slots:
             raise ParameterError(
                 f"packing plan for {plan.slots} slots does not match the context's {evaluator.slots}")
+        missing = evaluator.context.missing_rotations(plan.rotation_indices())
+        if missing:
+            raise ParameterError(
+                f"the context has no joint rotation keys for {len(missing)} offsets this packing uses "
+                f"(e.g. {sorted(missing)[:4]}); generate them first with "
+                "collective.add_rotation_keys(plan.rotation_indices())")
         self.ev = evaluator
         self.plan = plan
         self.kernels = Kernels(evaluator, plan)
