@@ -46,6 +46,8 @@ class RunConfig:
     global_iterations: int = 6
     clip: str = "tanh"
     clip_value: float = 1.0
+    tanh_interval: float = 2.5
+    tanh_degree: int = 7
     preset: str = "default"
     seed: int = 0
     test_fraction: float = 0.2
