@@ -33,8 +33,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q tests
 
+# Regenerates every figure under docs/ (tens of minutes on 2 cores; run on a quiet machine).
+BENCHES := mhe_ops approximations accuracy packing training scaling
 bench: $(STAMP)
-	$(PY) bench/mhe_ops.py
+	@for b in $(BENCHES); do if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; fi; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
