@@ -110,8 +110,10 @@ class Aggregator:
         return self.t.exchange(step, dict.fromkeys(self.parties, payload), self.dc.round_timeout)
 
     def _setup_model(self, n_features: int) -> None:
+        """The model, and its cipher backend (once the joint evaluation keys are installed)."""
         self.model, _, self.train_cfg = self.dc.models(n_features)
-        self.backend = M.backend_for(self.ctx, self.model, self.dc.run.batch, self.refresh)
+        if self.ctx.has_relin_key:
+            self.backend = M.backend_for(self.ctx, self.model, self.dc.run.batch, self.refresh)
 
     # -- collective operations ---------------------------------------------------------------------------
     def refresh(self, cts: list) -> list:
@@ -198,6 +200,7 @@ class Aggregator:
         r2 = [self._parse(i, "relinearization", lambda p: S.eval_key_from_bytes(
             ctx, p.blob("r2_share"), S.Kind.RELIN_SHARE_ROUND2), ans[i]) for i in self.parties]
         P.finalize_relin_key(ctx, P.aggregate_relin_round2(ctx, r2))
+        self._setup_model(summary["n_features"])
         stat_cts = [self._parse(i, "statistics", lambda p: S.ciphertexts_from_bytes(
             ctx, p.blob("stats"), count=1)[0], ans[i]) for i in self.parties]
         total_ct = stat_cts[0]

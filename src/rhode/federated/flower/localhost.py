@@ -233,18 +233,38 @@ class LocalFederation:
     def run(self, app_dir: str | os.PathLike, run_config: Mapping[str, object] | None = None,
             timeout: float = 600.0) -> RunResult:
         """``flwr run APP_DIR rhode-local --stream``: submit a run and wait until it ends."""
+        return self.wait(self.start_run(app_dir, run_config), timeout)
+
+    def start_run(self, app_dir: str | os.PathLike,
+                  run_config: Mapping[str, object] | None = None) -> subprocess.Popen:
+        """Submit a run without waiting (``flwr run ... --stream`` in the background); pass the
+        returned process to :meth:`wait`."""
         cmd = ["flwr", "run", str(app_dir), FEDERATION, "--stream"]
         if run_config:
             cmd += ["--run-config", config_arg(run_config)]
-        t0 = time.monotonic()
+        n = len(list(self.logs.glob("flwr-run-*.log")))
+        log = open(self.logs / f"flwr-run-{n}.log", "w+b")  # noqa: SIM115 - kept on the process
+        proc = subprocess.Popen(cmd, env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc._rhode_log = log  # type: ignore[attr-defined]
+        proc._rhode_t0 = time.monotonic()  # type: ignore[attr-defined]
+        return proc
+
+    def wait(self, proc: subprocess.Popen, timeout: float = 600.0) -> RunResult:
+        """Wait for a run started by :meth:`start_run` (killed, and a ProtocolError, after ``timeout``)."""
+        log = proc._rhode_log  # type: ignore[attr-defined]
         try:
-            p = subprocess.run(cmd, env=self.env, cwd=self.root, capture_output=True, text=True,
-                               timeout=timeout, start_new_session=True)
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc, signal.SIGKILL)
+            log.seek(0)
             raise ProtocolError(f"flwr run did not finish within {timeout:.0f} s; output so far:\n"
-                                f"{out[-4000:] if isinstance(out, str) else out.decode()[-4000:]}") from None
-        return RunResult(p.returncode, p.stdout + p.stderr, time.monotonic() - t0)
+                                f"{log.read().decode(errors='replace')[-4000:]}") from None
+        finally:
+            log.seek(0)
+            out = log.read().decode(errors="replace")
+            log.close()
+        return RunResult(proc.returncode, out, time.monotonic() - proc._rhode_t0)  # type: ignore[attr-defined]
 
     def log(self, name: str) -> str:
         """The captured output of one process (``superlink``, ``supernode-0``, ...)."""

@@ -29,6 +29,7 @@ import numpy as np
 from rhode.data import Normalizer, load_csv, make_windows
 from rhode.errors import ProtocolError, RhodeError
 from rhode.federated.config import RunConfig
+from rhode.federated.engine import plan_for
 from rhode.federated.flower import model_io as M
 from rhode.federated.flower.aggregator import CONTEXT_FILE, RUN_JSON
 from rhode.federated.flower.holder import stats_from_json
@@ -36,11 +37,7 @@ from rhode.federated.flower.settings import DeployConfig
 from rhode.federated.flower.wire import Payload, pack_bundle, unpack_bundle
 from rhode.mhe import Querier
 from rhode.mhe import serial as S
-from rhode.packing import decode_batch
-
-
-def _no_refresh(cts: list) -> list:
-    raise ProtocolError("a querier encrypts only; it never refreshes")
+from rhode.packing import decode_batch, encode_batch
 
 
 class FlowerQuerier:
@@ -57,7 +54,7 @@ class FlowerQuerier:
         self.run = RunConfig.from_dict(self.meta["config"])
         self.stats = stats_from_json(json.dumps(self.meta["global_stats"]))
         self.model, _, _ = DeployConfig(self.run).models(int(self.meta["n_features"]))
-        self.backend = M.backend_for(self.ctx, self.model, self.run.batch, _no_refresh)
+        self.plan = plan_for(self.model, self.run.batch, self.ctx.params)
         self._querier = Querier(self.ctx)
         self._shape: tuple[int, int] | None = None
 
@@ -77,13 +74,15 @@ class FlowerQuerier:
         if X.ndim != 3 or X.shape[2] != self.model.config.input_size or X.shape[1] != self.run.timesteps:
             raise ProtocolError(f"windows must have shape (n, {self.run.timesteps}, "
                                 f"{self.model.config.input_size}), got {X.shape}")
-        xs = self.backend.encrypt_inputs([X[:, t, :] for t in range(X.shape[1])])
-        blobs = {f"x{t}": S.ciphertexts_to_bytes(self.ctx, self.backend.ciphertexts(x))
-                 for t, x in enumerate(xs)}
+        # the layouts CipherBackend.encrypt_inputs uses: C at odd timesteps (1-based), R at even ones,
+        # so that X_t meets the weights with no conversion (the aggregator accepts either)
+        layouts = ["C" if t % 2 == 0 else "R" for t in range(X.shape[1])]
+        blobs = {f"x{t}": S.ciphertexts_to_bytes(self.ctx, [self.ctx.encrypt(v) for v in encode_batch(
+            self.plan, X[:, t, :], layouts[t])]) for t in range(X.shape[1])}
         blobs["querier_pk"] = S.public_key_to_bytes(self.ctx, self._querier.public_key,
                                                     S.Kind.QUERIER_PUBLIC_KEY)
         self._shape = (X.shape[0], X.shape[2])
-        return pack_bundle(Payload({"shape": list(self._shape), "layouts": [x.layout for x in xs]}, blobs))
+        return pack_bundle(Payload({"shape": list(self._shape), "layouts": layouts}, blobs))
 
     def decrypt(self, response: bytes) -> np.ndarray:
         """The predictions (n, output_size) from the aggregator's response file."""
@@ -97,7 +96,7 @@ class FlowerQuerier:
         cts = S.ciphertexts_from_bytes(self.ctx, r.blob("result"),
                                        key_tag=self._querier.public_key.GetKeyTag())
         vectors = self._querier.decrypt(cts)
-        return decode_batch(self.backend.plan, vectors, layout, shape[0], shape[1])
+        return decode_batch(self.plan, vectors, layout, shape[0], shape[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,6 +99,7 @@ def decrypt_checkpoint(server_dir: Path, storages: list[Path]) -> tuple[int, dic
     server_dir = Path(server_dir)
     meta = json.loads((server_dir / "run.json").read_text())
     ctx = S.context_from_bytes((server_dir / "context.rhode").read_bytes())
+    S.load_eval_keys(ctx, (server_dir / "evalkeys.rhode").read_bytes())
     model, _, _ = DeployConfig(RunConfig.from_dict(meta["config"])).models(int(meta["n_features"]))
     backend = M.backend_for(ctx, model, meta["config"]["batch"], lambda cts: cts)
     parties = [Party.load(ctx, Path(s) / "party.key") for s in storages]
@@ -110,3 +111,116 @@ def decrypt_checkpoint(server_dir: Path, storages: list[Path]) -> tuple[int, dic
         shares = [p.decryption_share(cts) for p in parties]
         out[name] = backend.decode(t, P.fuse_decryption(ctx, shares))
     return ckpt.iteration, out
+
+
+def start_reference(csvs: list[Path], rc: dict):
+    """Run :func:`in_process_reference` in a child process (it overlaps the deployment's waiting);
+    returns (pool, future): shut the pool down at the end."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return pool, pool.submit(in_process_reference, csvs, rc)
+
+
+def wait_for_round(rounds_log: Path, step: str, tag: str, timeout: float) -> None:
+    """Block until the aggregator's rounds.jsonl records ``step`` within ``tag`` (e.g. iteration-2)."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rounds_log.exists():
+            for line in rounds_log.read_text().splitlines():
+                rec = json.loads(line)
+                if rec["step"] == step and rec["tag"] == tag:
+                    return
+        time.sleep(0.5)
+    raise TimeoutError(f"no {step} round in {tag} within {timeout} s")
+
+
+PROBE_SERVER = '''
+"""A ServerApp that sends corrupted payloads to rhode's real ClientApp (test only)."""
+import json
+import numpy as np
+from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.serverapp import ServerApp
+from rhode.federated.flower.settings import DeployConfig
+from rhode.federated.flower.wire import Payload, from_recorddict, to_recorddict
+from rhode.mhe import protocols as P
+from rhode.mhe import serial as S
+
+app = ServerApp()
+
+
+def ask(grid, nodes, step, content, enough=None, timeout=300):
+    """Send ``content()`` to every node; collect answers until all came (or ``enough`` says the
+    answers suffice, or the timeout)."""
+    import time
+    msgs = [Message(content(), dst_node_id=n, message_type=step) for n in nodes]
+    ids = dict(zip(grid.push_messages(msgs), nodes))
+    got = {}
+    deadline = time.time() + timeout
+    while len(got) < len(ids) and time.time() < deadline:
+        for m in grid.pull_messages([i for i in ids if i not in got]):
+            got[m.metadata.reply_to_message_id] = m
+        if enough is not None and enough(got):
+            break
+        time.sleep(0.1)
+    out = {}
+    for i, node in ids.items():
+        m = got.get(i)
+        if m is None:
+            out[node] = {"answered": False}
+        elif m.has_error():
+            out[node] = {"answered": True, "flower_error": m.error.reason}
+        else:
+            out[node] = {"answered": True, "config": from_recorddict(m.content).config}
+    return out
+
+
+@app.main()
+def main(grid, context):
+    rc = context.run_config
+    dc = DeployConfig.from_run_config(rc)
+    ctx = S.context_from_bytes(open(rc["server-dir"] + "/context.rhode", "rb").read())
+
+    def hello():
+        return to_recorddict(Payload({"fingerprint": dc.fingerprint()}))
+
+    def all_parties(got):
+        return len(got) >= dc.n_parties
+    # the live data holders (a node killed earlier may still be listed by the SuperLink for a while)
+    first = ask(grid, list(grid.get_node_ids()), "query.hello", hello, enough=all_parties, timeout=120)
+    nodes = [n for n, a in first.items() if a["answered"]]
+    good = S.refresh_request_to_bytes(ctx, P.refresh_prepare(ctx, [ctx.encrypt(np.array([0.5]))]))
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x40
+    results = {
+        "refresh_flipped_byte": ask(grid, nodes, "query.refresh", lambda: to_recorddict(
+            Payload({"count": 1}, {"request": bytes(flipped)}))),
+        "refresh_truncated": ask(grid, nodes, "query.refresh", lambda: to_recorddict(
+            Payload({"count": 1}, {"request": good[:-100]}))),
+        "pcks_garbage": ask(grid, nodes, "query.pcks", lambda: to_recorddict(
+            Payload({}, {"cts": bytes(range(256)) * 8, "querier_pk": b"x"}))),
+        "not_a_rhode_payload": ask(grid, nodes, "query.refresh", lambda: RecordDict(
+            {"arrays": ArrayRecord({"x": Array(np.zeros(3))})})),
+        "hello_after": ask(grid, nodes, "query.hello", hello),
+    }
+    with open(rc["probe-out"], "w") as fh:
+        json.dump({k: list(v.values()) for k, v in results.items()}, fh)
+'''
+
+
+def probe_app(directory: Path) -> Path:
+    """A copy of deploy/flower whose ServerApp is :data:`PROBE_SERVER` (the ClientApp is rhode's)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (APP_DIR / "pyproject.toml").read_text()
+    text = text.replace('serverapp = "rhode.federated.flower.server_app:app"',
+                        'serverapp = "probe_server:app"')
+    text = text.replace('name = "rhode-flower"', 'name = "rhode-flower-probe"')
+    text = text.replace("[tool.flwr.app.config]\n", '[tool.flwr.app.config]\nprobe-out = ""\n')
+    (directory / "pyproject.toml").write_text(text)
+    (directory / "probe_server.py").write_text(PROBE_SERVER)
+    return directory
