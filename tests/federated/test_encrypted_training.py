@@ -72,3 +72,21 @@ def test_encrypted_training_equals_mirror(cell):
     except Exception as exc:  # OpenFHE may refuse to fuse shares of a foreign-key ciphertext
         from rhode.errors import RhodeError
         assert isinstance(exc, RhodeError)
+
+
+@pytest.mark.slow
+def test_ten_data_holders_in_one_process():
+    cfg = RunConfig(dataset="electricity", cell="rnn", hidden=2, timesteps=2, batch=4, learning_rate=0.7,
+                    local_steps=1, global_iterations=1, preset="test", seed=3)
+    parties = synthetic_parties(10, cfg.timesteps, 1, rows=12, seed=5)
+    poly_cfg, _, train_cfg = model_configs(cfg, 1)
+    model = RecurrentModel(poly_cfg)
+    weights = [float(len(X)) for X, _ in parties]
+    mirror = plain_fedavg(model, train_cfg, parties, cfg, weights)
+    session = EncryptedSession.create(preset("test"), 10, model, cfg.batch)
+    assert session.collective.n_parties == 10
+    enc = session.encrypt_model(model.init_params(cfg.seed))
+    local = [session.local_training(enc, X, Y, train_cfg, seed=cfg.seed, party=i, iteration=0)
+             for i, (X, Y) in enumerate(parties)]
+    dec = session.decrypt_model(session.aggregate(local, weights))
+    assert max(float(np.max(np.abs(dec[k] - mirror[1][k]))) for k in dec) <= TOL
