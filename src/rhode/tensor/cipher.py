@@ -113,8 +113,10 @@ class CipherBackend:
             self._scopes.pop()
 
     def _charge(self) -> None:
-        now = self.ev.counts
-        delta = Counter({k: now[k] - self._last.get(k, 0) for k in now if now[k] != self._last.get(k, 0)})
+        now, last = self.ev.counts, self._last
+        # a counter below its snapshot was reset through another backend sharing the evaluator
+        delta = Counter({k: now[k] - last.get(k, 0) if now[k] >= last.get(k, 0) else now[k] for k in now})
+        delta = +delta
         if self._scopes and delta:
             self._by_op[self._scopes[-1]].update(delta)
         self._last = Counter(now)
