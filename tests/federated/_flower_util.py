@@ -153,12 +153,14 @@ from rhode.mhe import serial as S
 app = ServerApp()
 
 
-def ask(grid, nodes, step, content, enough=None, timeout=300):
-    """Send ``content()`` to every node; collect answers until all came (or ``enough`` says the
-    answers suffice, or the timeout)."""
+def ask(grid, nodes, probes, enough=None, timeout=300):
+    """Push every probe (name, message type, content factory) to every node at once (a SuperNode
+    answers queued messages back to back); collect the answers until all came, ``enough`` says they
+    suffice, or the timeout. Returns name -> node -> answer."""
     import time
-    msgs = [Message(content(), dst_node_id=n, message_type=step) for n in nodes]
-    ids = dict(zip(grid.push_messages(msgs), nodes))
+    sent = [(name, n, Message(content(), dst_node_id=n, message_type=step))
+            for name, step, content in probes for n in nodes]
+    ids = dict(zip(grid.push_messages([m for _, _, m in sent]), [(name, n) for name, n, _ in sent]))
     got = {}
     deadline = time.time() + timeout
     while len(got) < len(ids) and time.time() < deadline:
@@ -168,14 +170,15 @@ def ask(grid, nodes, step, content, enough=None, timeout=300):
             break
         time.sleep(0.1)
     out = {}
-    for i, node in ids.items():
+    for i, (name, node) in ids.items():
         m = got.get(i)
         if m is None:
-            out[node] = {"answered": False}
+            a = {"answered": False}
         elif m.has_error():
-            out[node] = {"answered": True, "flower_error": m.error.reason}
+            a = {"answered": True, "flower_error": m.error.reason}
         else:
-            out[node] = {"answered": True, "config": from_recorddict(m.content).config}
+            a = {"answered": True, "config": from_recorddict(m.content).config}
+        out.setdefault(name, {})[node] = a
     return out
 
 
@@ -191,22 +194,23 @@ def main(grid, context):
     def all_parties(got):
         return len(got) >= dc.n_parties
     # the live data holders (a node killed earlier may still be listed by the SuperLink for a while)
-    first = ask(grid, list(grid.get_node_ids()), "query.hello", hello, enough=all_parties, timeout=120)
+    first = ask(grid, list(grid.get_node_ids()), [("hello", "query.hello", hello)], enough=all_parties,
+                timeout=120)["hello"]
     nodes = [n for n, a in first.items() if a["answered"]]
     good = S.refresh_request_to_bytes(ctx, P.refresh_prepare(ctx, [ctx.encrypt(np.array([0.5]))]))
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x40
-    results = {
-        "refresh_flipped_byte": ask(grid, nodes, "query.refresh", lambda: to_recorddict(
+    results = ask(grid, nodes, [
+        ("refresh_flipped_byte", "query.refresh", lambda: to_recorddict(
             Payload({"count": 1}, {"request": bytes(flipped)}))),
-        "refresh_truncated": ask(grid, nodes, "query.refresh", lambda: to_recorddict(
+        ("refresh_truncated", "query.refresh", lambda: to_recorddict(
             Payload({"count": 1}, {"request": good[:-100]}))),
-        "pcks_garbage": ask(grid, nodes, "query.pcks", lambda: to_recorddict(
+        ("pcks_garbage", "query.pcks", lambda: to_recorddict(
             Payload({}, {"cts": bytes(range(256)) * 8, "querier_pk": b"x"}))),
-        "not_a_rhode_payload": ask(grid, nodes, "query.refresh", lambda: RecordDict(
+        ("not_a_rhode_payload", "query.refresh", lambda: RecordDict(
             {"arrays": ArrayRecord({"x": Array(np.zeros(3))})})),
-        "hello_after": ask(grid, nodes, "query.hello", hello),
-    }
+        ("hello_after", "query.hello", hello),
+    ])
     with open(rc["probe-out"], "w") as fh:
         json.dump({k: list(v.values()) for k, v in results.items()}, fh)
 '''

@@ -113,7 +113,8 @@ class Aggregator:
         """The model, and its cipher backend (once the joint evaluation keys are installed)."""
         self.model, _, self.train_cfg = self.dc.models(n_features)
         if self.ctx.has_relin_key:
-            self.backend = M.backend_for(self.ctx, self.model, self.dc.run.batch, self.refresh)
+            self.backend = M.backend_for(self.ctx, self.model, self.dc.run.batch, self.refresh,
+                                         self.dc.refresh_margin)
 
     # -- collective operations ---------------------------------------------------------------------------
     def refresh(self, cts: list) -> list:

@@ -302,7 +302,7 @@ def _train_local(h: Holder, p: Payload) -> Payload:
     stats = p.get("stats", str)
     stats_from_json(stats)
     req = Payload({"op": "start", "job": job, "iteration": iteration, "stats": stats,
-                   "key_tag": h.context().key_tag,
+                   "key_tag": h.context().key_tag, "refresh_margin": h.dc.refresh_margin,
                    "run_config": json.dumps(h.dc.run.to_dict()),
                    "node_config": json.dumps({"party-index": h.index, "data": h.node.data,
                                               "storage": str(h.node.storage)})},

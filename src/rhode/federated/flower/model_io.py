@@ -22,11 +22,15 @@ from rhode.tensor.cipher_tensor import CipherBatch
 LAYOUTS = ("R", "C")
 
 
-def backend_for(ctx: MheContext, model: RecurrentModel, batch: int,
-                refresh: Callable[[list], list]) -> CipherBackend:
-    """The cipher backend the in-process engine would use for ``model`` and mini-batches of ``batch``,
-    with ``refresh`` as its refresh hook."""
-    return CipherBackend(Evaluator(ctx), plan_for(model, batch, ctx.params), refresh=refresh)
+def backend_for(ctx: MheContext, model: RecurrentModel, batch: int, refresh: Callable[[list], list],
+                refresh_margin: int = 2) -> CipherBackend:
+    """The cipher backend of the in-process engine for ``model`` and mini-batches of ``batch``, with
+    ``refresh`` as its refresh hook. ``refresh_margin`` is its ``eager_margin``: when a refresh round
+    is due anyway, live ciphertexts with at most this many levels left join it. A deployment, where
+    every refresh costs two network rounds, takes a larger margin than in-process (2): fewer rounds,
+    more ciphertexts per round; the values differ only by refresh noise (~1e-6)."""
+    return CipherBackend(Evaluator(ctx), plan_for(model, batch, ctx.params), refresh=refresh,
+                         eager_margin=refresh_margin)
 
 
 def rotations_for(model: RecurrentModel, batch: int, ctx_params) -> list[int]:

@@ -5,7 +5,7 @@ The run configuration is ``[tool.flwr.app.config]`` of deploy/flower/pyproject.t
 parties agree on the model, the training schedule and the data schema. Keys are the CLI option names
 of ``rhode train`` (``learning-rate``, ``local-steps``, ...) plus the deployment's own (``mode``,
 ``server-dir``, ``n-parties``, ``resume``, ``round-timeout``, ``connect-timeout``, ``query-in``,
-``query-out``).
+``query-out``, ``refresh-margin``).
 
 The node configuration (``flower-supernode --node-config``) says where a data holder's data and state
 are: ``party-index`` (0 is the lead), ``data`` (its CSV file) and ``storage`` (its state directory).
@@ -49,6 +49,8 @@ class DeployConfig:
         round_timeout: seconds the aggregator waits for every data holder's answer in one round.
         connect_timeout: seconds it waits for all data holders to connect at the start.
         query_in, query_out: the querier's request and response files (mode ``predict``).
+        refresh_margin: when a refresh round is due, live ciphertexts with at most this many levels
+            left join it (the cipher backend's ``eager_margin``; fewer rounds for more ciphertexts).
         n_features: number of input features (inferred from the data holders' schema).
     """
 
@@ -60,6 +62,7 @@ class DeployConfig:
     connect_timeout: float = 120.0
     query_in: str = ""
     query_out: str = ""
+    refresh_margin: int = 6
 
     @property
     def n_parties(self) -> int:
@@ -118,8 +121,11 @@ class DeployConfig:
         ct = value("connect-timeout", float, 120.0)
         if rt <= 0 or ct <= 0:
             raise ParameterError("run config 'round-timeout' and 'connect-timeout' must be positive")
+        margin = value("refresh-margin", int, 6)
+        if margin < 0:
+            raise ParameterError(f"run config 'refresh-margin' must be >= 0, got {margin}")
         return cls(run, mode, Path(server_dir), value("resume", bool, False), rt, ct,
-                   value("query-in", str, ""), value("query-out", str, ""))
+                   value("query-in", str, ""), value("query-out", str, ""), margin)
 
 
 @dataclass(frozen=True)

@@ -103,31 +103,36 @@ class NodeStore:
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        if _is_zombie(pid):
-            return None
-        return pid
+        return pid if process_alive(pid) else None
 
     def kill_worker(self, timeout: float = 5.0) -> None:
-        """Stop the recorded worker (SIGTERM, then SIGKILL) and remove its pid file and socket."""
+        """Stop the recorded worker (SIGTERM, then SIGKILL) and wait until the process is gone;
+        remove its pid file and socket."""
         pid = self.worker_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.worker_pid() == pid:
-                time.sleep(0.05)
-            if self.worker_pid() == pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            for sig in (signal.SIGKILL, None):
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and process_alive(pid):
+                    time.sleep(0.05)
+                if sig is not None and process_alive(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
         for p in (self.pid_path, self.socket_path):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

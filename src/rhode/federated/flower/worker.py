@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from rhode.errors import ProtocolError, RhodeError, SerializationError
-from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
+from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore, process_alive
 from rhode.federated.flower.wire import Payload, error_payload, pack_bundle, unpack_bundle
 
 log = logging.getLogger("rhode.flower.worker")
@@ -189,7 +189,7 @@ class Job(threading.Thread):
         holder = Holder(node, dc, os.getpid())
         X, Y = holder.windows(stats)
         model, _, train = dc.models(X.shape[2])
-        backend = backend_for(self.ctx, model, dc.run.batch, self._pause)
+        backend = backend_for(self.ctx, model, dc.run.batch, self._pause, int(r.get("refresh_margin", int)))
         params = model_from_bytes(self.ctx, backend, model, r.blob("model"))
         out = local_training(backend, model, params, X, Y, train, seed=dc.run.seed, party=node.party_index,
                              iteration=r.get("iteration", int))
@@ -295,16 +295,7 @@ class Worker:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    from rhode.federated.flower.store import _is_zombie
-    return not _is_zombie(pid)
+    return pid <= 0 or process_alive(pid)
 
 
 def main(argv: list[str] | None = None) -> int:
