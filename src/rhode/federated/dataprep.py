@@ -3,10 +3,10 @@
 The normalization needs global statistics that no party reveals on its own: each data holder
 encrypts its (pre-scaled) count, sums and sums of squares under the collective key, the aggregator
 adds the ciphertexts and only the total is threshold-decrypted (:func:`encrypted_global_stats`).
-The pre-scaling keeps every slot in [-1, 1] (CKKS precision): column j is multiplied by
-2^-e_j, where e_j is the largest of the parties' published magnitude exponents ceil(log2 max|x_j|)
-(a coarse power-of-two bound, documented in docs/security.md), and everything is divided by the
-public total row count.
+Two rounds: the mean, then the variance from centred squares. The pre-scaling keeps every slot in
+[-1, 1] (CKKS precision): column j is multiplied by 2^-e_j, where e_j is the largest of the parties'
+published magnitude exponents ceil(log2 max|x_j|) (a coarse power-of-two bound), and everything is
+divided by the public total row count.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from rhode.data import (
     check_compatible,
     load_bundled,
     load_csv,
-    local_stats,
     make_windows,
     min_rows,
     partition,
@@ -79,33 +78,44 @@ def load_holders(cfg: RunConfig) -> list[HolderData]:
     return holders
 
 
-def magnitude_exponents(stats: Stats) -> np.ndarray:
-    """ceil(log2 max|x_j|) per column, from sqrt(sumsq) >= max|x| as a bound that needs no max.
-    This coarse power of two is what a party publishes."""
-    bound = np.sqrt(np.maximum(stats.sumsq, 1e-300))
-    return np.ceil(np.log2(np.maximum(bound, 1e-12))).astype(int)
+def _stat_columns(series: TimeSeries) -> np.ndarray:
+    """(n, c) values of ``series.stat_columns`` (features, then the target if it is not a feature)."""
+    if series.target_is_feature:
+        return series.values
+    return np.column_stack([series.values, series.target])
 
 
-def encrypted_global_stats(stats: Sequence[Stats],
+def magnitude_exponents(values: np.ndarray) -> np.ndarray:
+    """ceil(log2 max|x_j|) per column: the coarse power-of-two bound a party publishes."""
+    peak = np.max(np.abs(values), axis=0)
+    return np.ceil(np.log2(np.maximum(peak, 1e-12))).astype(int)
+
+
+def encrypted_global_stats(series: Sequence[TimeSeries],
                            secure_sum: Callable[[list[np.ndarray]], np.ndarray]) -> Stats:
-    """Global statistics from the parties' local ones through ``secure_sum``.
+    """Global mean and variance of every column from the parties' rows, in two secure sums.
 
     ``secure_sum(vectors)`` receives one plaintext vector per party (values in [-1, 1]); it must
     encrypt each under the collective key, add the ciphertexts and threshold-decrypt only the sum.
-    Public inputs: the row counts and the magnitude exponents.
+    Round 1 reveals the global mean, round 2 the global variance from centred squares (no
+    cancellation, so the flooding noise of the decryption costs little precision). Public inputs: the
+    row counts and, per round and column, the largest of the parties' power-of-two magnitude bounds.
     """
-    first = stats[0]
-    total_rows = float(sum(s.count for s in stats))
-    exps = np.max([magnitude_exponents(s) for s in stats], axis=0)
-    col_scale = np.exp2(-exps.astype(float))
-    vectors = []
-    for s in stats:
-        v = np.concatenate([[s.count], s.sum * col_scale, s.sumsq * col_scale ** 2]) / total_rows
-        vectors.append(v)
-    total = np.asarray(secure_sum(vectors), dtype=np.float64)[: 1 + 2 * len(first.columns)] * total_rows
-    c = len(first.columns)
-    return Stats(first.columns, first.target, float(round(total[0])), total[1:1 + c] / col_scale,
-                 total[1 + c:] / col_scale ** 2)
+    first = series[0]
+    values = [_stat_columns(s) for s in series]
+    total_rows = float(sum(len(v) for v in values))
+    c = len(first.stat_columns)
+
+    def secure_mean(parts: list[np.ndarray]) -> np.ndarray:
+        scale = np.exp2(-np.max([magnitude_exponents(p) for p in parts], axis=0).astype(float))
+        total = secure_sum([(p * scale).sum(axis=0) / total_rows for p in parts])
+        return np.asarray(total, dtype=np.float64)[:c] / scale
+
+    mean = secure_mean(values)
+    var = secure_mean([(v - mean) ** 2 for v in values])
+    var = np.maximum(var, 0.0)
+    return Stats(tuple(first.stat_columns), first.target_name, total_rows, mean * total_rows,
+                 (var + mean ** 2) * total_rows)
 
 
 def window_holders(holders: Sequence[HolderData], norm: Normalizer, cfg: RunConfig) -> None:
@@ -124,5 +134,5 @@ def querier_windows(holders: Sequence[HolderData], limit: int) -> tuple[np.ndarr
     return X, Y
 
 
-__all__ = ["HolderData", "encrypted_global_stats", "load_holders", "local_stats", "querier_windows",
+__all__ = ["HolderData", "encrypted_global_stats", "load_holders", "querier_windows",
            "window_holders"]

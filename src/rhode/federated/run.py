@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhode.data import Normalizer, Stats, load_csv, local_stats, make_windows
+from rhode.data import Normalizer, Stats, load_csv, make_windows
 from rhode.errors import CheckpointError, DataError
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
 from rhode.federated.config import RunConfig
@@ -122,7 +122,7 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     if run_meta is not None:
         total = _stats_from_json(run_meta["global_stats"])
     else:
-        total = encrypted_global_stats([local_stats(h.train) for h in holders], session.secure_sum)
+        total = encrypted_global_stats([h.train for h in holders], session.secure_sum)
         run_meta = {"config": cfg.to_dict(), "fingerprint": fp, "ckks": params_ckks.to_dict(),
                     "global_stats": _stats_to_json(total), "model": poly_cfg.__dict__,
                     "train": train_cfg.__dict__}
