@@ -1,0 +1,640 @@
+"""Scaling study and performance budget of encrypted federated training (issue 7).
+
+Writes docs/benchmarks/scaling.md, scaling.json and scaling.png (+ scaling_ops.png):
+
+1. Sweep, one factor at a time around a base configuration (data holders N, timesteps T, features d,
+   hidden units h), RNN and GRU: process CPU time of one global iteration of the sequential
+   in-process engine (every holder's local training + FedAvg; median of --reps iterations), its
+   operation counts, and least-squares exponents on log-log axes.
+2. Profile of one global iteration of the base configuration: cProfile hot spots, and the share of
+   the iteration's CPU time spent inside OpenFHE calls (every call on the CryptoContext and every
+   module-level openfhe function is timed by a thin wrapper).
+3. Parallel engine (rhode.federated.parallel: one worker process per data holder, batched refresh
+   rounds) vs the sequential engine at N = 4: wall time per global iteration, same data and seed,
+   decrypted models compared.
+4. Encrypted vs plaintext mirror (same polynomials): time per global iteration of each, and the ratio.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/scaling.py [--quick] [--reps 3] [--jobs 2]
+
+The sweep uses the insecure `test` preset (ring 2^13) so that it finishes in reasonable time on two
+cores; one local step of batch 8 per holder per iteration. Times are process CPU seconds (the sum over
+processes where several run); only the parallel comparison, which is about wall time, uses wall time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "benchmarks"
+PRESET = "test"
+BATCH = 8
+ROWS = 32
+SEED = 1
+BASE = {"N": 2, "T": 4, "d": 4, "h": 8}
+SWEEP = {"N": (2, 4, 8, 16), "T": (4, 8, 16, 32), "d": (1, 4, 16, 64), "h": (4, 8, 16, 32)}
+QUICK = {"N": (2, 4), "T": (4, 8), "d": (4, 16), "h": (4, 8)}
+TARGETS = {"N": (0.8, 1.2), "T": (0.8, 1.2), "d": (None, 0.7), "h": (None, 1.6)}
+OPS = ("rotations", "ct_ct_mults", "ct_pt_mults", "const_mults", "relinearizations", "additions",
+       "refreshes", "refreshed_ciphertexts")
+PARALLEL_N = 4
+
+
+# ----------------------------------------------------------------------------------------------------
+# set-up shared by every part
+def model_and_train(cell: str, d: int, h: int):
+    from rhode.nn.config import ModelConfig, TrainConfig
+    from rhode.nn.model import RecurrentModel
+    model = RecurrentModel(ModelConfig(cell, d, h, 1, tanh_interval=2.5, tanh_degree=7).validate())
+    return model, TrainConfig(0.5, BATCH, 1).validate()
+
+
+def holders(n: int, T: int, d: int, seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """n data holders' windows: X (ROWS, T, d) in [-1, 1], Y (ROWS, 1) in [-0.8, 0.8]."""
+    rng = np.random.default_rng(seed)
+    return [(rng.uniform(-1, 1, (ROWS, T, d)), rng.uniform(-0.8, 0.8, (ROWS, 1))) for _ in range(n)]
+
+
+def make_session(cell: str, N: int, T: int, d: int, h: int, collective=None):
+    """(session, model, train, holders); ``collective`` is reused (rotation keys added) if given."""
+    from rhode.federated.engine import EncryptedSession, plan_for
+    from rhode.mhe import LocalCollective, preset
+    model, train = model_and_train(cell, d, h)
+    if collective is None:
+        params = preset(PRESET)
+        collective = LocalCollective(params, N, rotations=plan_for(model, BATCH, params).rotation_indices())
+    session = EncryptedSession(collective, model, BATCH)
+    session.backend.prepare(model.param_shapes)
+    return session, model, train, holders(N, T, d)
+
+
+def global_iteration(session, enc, parties, train, it: int):
+    local = [session.local_training(enc, X, Y, train, seed=SEED, party=i, iteration=it)
+             for i, (X, Y) in enumerate(parties)]
+    return session.aggregate(local, None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. sweep
+def time_refresh(collective) -> list[float]:
+    """Count the CPU seconds of ``collective.refresh`` (all parties' shares, combine, re-encrypt)
+    in the returned one-element list."""
+    spent = [0.0]
+    real = collective.refresh
+
+    def refresh(cts):
+        t0 = time.process_time()
+        try:
+            return real(cts)
+        finally:
+            spent[0] += time.process_time() - t0
+    collective.refresh = refresh
+    return spent
+
+
+def sweep_job(job: tuple) -> list[dict]:
+    """All values of one factor for one cell (runs in a pool process)."""
+    cell, factor, values, reps = job
+    from rhode.mhe import LocalCollective, preset
+    rows = []
+    collectives: dict[int, tuple] = {}
+    for v in values:
+        cfg = dict(BASE, **{factor: v})
+        N = cfg["N"]
+        if N not in collectives:
+            coll = LocalCollective(preset(PRESET), N, measure_bytes=False)
+            collectives[N] = (coll, time_refresh(coll))
+        coll, spent = collectives[N]
+        session, model, train, parties = make_session(cell, N, cfg["T"], cfg["d"], cfg["h"], coll)
+        enc = session.encrypt_model(model.init_params(SEED))
+        cpu, wall, refresh, counts = [], [], [], []
+        for it in range(reps):
+            session.backend.reset_counters()
+            s0, c0, w0 = spent[0], time.process_time(), time.perf_counter()
+            enc = global_iteration(session, enc, parties, train, it)
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            refresh.append(spent[0] - s0)
+            counts.append(session.backend.counters()["total"])
+        pl = session.plan
+        row = {"cell": cell, "factor": factor, "value": v, **cfg, "H": pl.H, "chunk": pl.c,
+               "ciphertexts_per_batch_tensor": pl.n_chunks(BATCH),
+               "rotation_keys": len(pl.rotation_indices()),
+               "cpu_seconds": [round(x, 3) for x in cpu], "wall_seconds": [round(x, 3) for x in wall],
+               "median_cpu_seconds": round(statistics.median(cpu), 3),
+               "refresh_cpu_seconds": [round(x, 3) for x in refresh],
+               "median_refresh_cpu_seconds": round(statistics.median(refresh), 3),
+               "operations": {k: counts[-1].get(k, 0) for k in OPS}}
+        print(f"  {cell} {factor}={v}: {row['median_cpu_seconds']:.2f} s CPU (H={pl.H}, c={pl.c}, "
+              f"rot={row['operations']['rotations']}, refreshed={row['operations']['refreshed_ciphertexts']})",
+              flush=True)
+        rows.append(row)
+    return rows
+
+
+def fit_exponent(xs, ys) -> float:
+    """Least-squares slope of log(y) against log(x)."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def run_sweep(cells, sweep, reps: int, jobs: int) -> list[dict]:
+    work = [(c, f, vals, reps) for c in cells for f, vals in sweep.items()]
+    # most expensive first (GRU, then the factors whose largest value costs most)
+    cost = {"d": 4, "N": 3, "T": 2, "h": 1}
+    work.sort(key=lambda j: -(3 if j[0] == "gru" else 1) * cost[j[1]])
+    if jobs <= 1:
+        return [r for j in work for r in sweep_job(j)]
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        return [r for rows in pool.imap_unordered(sweep_job, work) for r in rows]
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. profile
+class _Clock:
+    """CPU seconds spent inside OpenFHE calls, per function name."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter = Counter()
+        self.calls: Counter = Counter()
+
+    def wrap(self, name: str, fn):
+        seconds, calls, clock = self.seconds, self.calls, time.process_time
+
+        def openfhe_call(*args, **kwargs):
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[name] += clock() - t0
+                calls[name] += 1
+        return openfhe_call
+
+
+class _TimedContext:
+    """Stands in for an OpenFHE CryptoContext: every method call is timed by ``clock``."""
+
+    def __init__(self, cc, clock: _Clock) -> None:
+        self._cc, self._clock = cc, clock
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._cc, name)
+        return self._clock.wrap(f"CryptoContext.{name}", attr) if callable(attr) else attr
+
+
+def profile_base(cell: str) -> dict:
+    """One global iteration of the base configuration under cProfile, with OpenFHE calls timed."""
+    import openfhe
+
+    from rhode.mhe import LocalCollective, preset
+    base = BASE
+    coll = LocalCollective(preset(PRESET), base["N"], measure_bytes=True)
+    session, model, train, parties = make_session(cell, base["N"], base["T"], base["d"], base["h"], coll)
+    enc = session.encrypt_model(model.init_params(SEED))
+    enc = global_iteration(session, enc, parties, train, 0)  # warm-up (lazy plans, first encodings)
+    clock = _Clock()
+    ctx = session.collective.context
+    real_cc = ctx.cc
+    timed = _TimedContext(real_cc, clock)
+    patched = {name: getattr(openfhe, name) for name in dir(openfhe)
+               if name[0].isupper() and callable(getattr(openfhe, name))
+               and not isinstance(getattr(openfhe, name), type)}
+    ctx.cc = session.evaluator.cc = timed
+    for name, fn in patched.items():
+        setattr(openfhe, name, clock.wrap(f"openfhe.{name}", fn))
+    prof = cProfile.Profile()
+    try:
+        c0 = time.process_time()
+        prof.enable()
+        global_iteration(session, enc, parties, train, 1)
+        prof.disable()
+        total = time.process_time() - c0
+    finally:
+        ctx.cc = session.evaluator.cc = real_cc
+        for name, fn in patched.items():
+            setattr(openfhe, name, fn)
+    inside = sum(clock.seconds.values())
+    st = pstats.Stats(prof)
+    hot = []
+    for (path, line, fn), (_cc, ncalls, tottime, cumtime, _callers) in st.stats.items():
+        where = f"{Path(path).name}:{line}({fn})" if path != "~" else fn
+        hot.append({"function": where, "calls": ncalls, "self_seconds": round(tottime, 4),
+                    "cumulative_seconds": round(cumtime, 4), "openfhe": fn == "openfhe_call"})
+    merged: dict[str, dict] = {}
+    for h in hot:  # one row per distinct OpenFHE call name is in clock; merge the wrapper rows
+        if h["openfhe"]:
+            continue
+        merged[h["function"]] = h
+    python = sorted(merged.values(), key=lambda r: -r["self_seconds"])[:12]
+    calls = sorted(({"function": k, "calls": clock.calls[k], "seconds": round(v, 4)}
+                    for k, v in clock.seconds.items()), key=lambda r: -r["seconds"])[:12]
+    return {"cell": cell, "config": base, "cpu_seconds": round(total, 3),
+            "openfhe_seconds": round(inside, 3), "openfhe_share": round(inside / total, 4),
+            "openfhe_calls": calls, "python_hot_spots": python}
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. parallel vs sequential
+def parallel_vs_sequential(cell: str, reps: int) -> dict:
+    from rhode.federated.parallel import ParallelTrainer
+    from rhode.mhe import LocalCollective, preset
+    N = PARALLEL_N
+    coll = LocalCollective(preset(PRESET), N, measure_bytes=False)
+    session, model, train, parties = make_session(cell, N, BASE["T"], BASE["d"], BASE["h"], coll)
+    init = session.encrypt_model(model.init_params(SEED))
+    seq_wall, seq_cpu, par_wall, par_cpu, loads = [], [], [], [], []
+    seq, par = init, init
+    t0 = time.perf_counter()
+    with ParallelTrainer(session) as trainer:
+        start = time.perf_counter() - t0
+        for it in range(reps):
+            loads.append(os.getloadavg()[0])
+            w0, c0 = time.perf_counter(), time.process_time()
+            seq = global_iteration(session, seq, parties, train, it)
+            seq_wall.append(time.perf_counter() - w0)
+            seq_cpu.append(time.process_time() - c0)
+            w0 = time.perf_counter()
+            local = trainer.local_training(par, parties, train, seed=SEED, iteration=it)
+            par = session.aggregate(local, None)
+            par_wall.append(time.perf_counter() - w0)
+            par_cpu.append(trainer.last.cpu_seconds)
+            st = trainer.last
+        a, b = session.decrypt_model(seq), session.decrypt_model(par)
+    diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    ms, mp_ = statistics.median(seq_wall), statistics.median(par_wall)
+    out = {"cell": cell, "N": N, "workers": N, "config": dict(BASE, N=N),
+           "sequential_wall_seconds": [round(x, 3) for x in seq_wall],
+           "parallel_wall_seconds": [round(x, 3) for x in par_wall],
+           "sequential_cpu_seconds": [round(x, 3) for x in seq_cpu],
+           "parallel_cpu_seconds": [round(x, 3) for x in par_cpu],
+           "speedup": round(ms / mp_, 3), "worker_start_seconds": round(start, 2),
+           "refresh_requests_last": st.refresh_requests, "refresh_rounds_last": st.refresh_rounds,
+           "max_abs_weight_diff": diff, "load_average_1min": loads}
+    print(f"  {cell} N={N}: sequential {ms:.2f} s, parallel {mp_:.2f} s wall -> {ms / mp_:.2f}x "
+          f"(refresh requests {st.refresh_requests} in {st.refresh_rounds} rounds), |diff| {diff:.1e}",
+          flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. encrypted vs mirror
+def encrypted_vs_mirror(cell: str, reps: int) -> dict:
+    from rhode.mhe import LocalCollective, preset
+    from rhode.nn.fedavg import fedavg
+    from rhode.nn.train import local_training
+    from rhode.tensor import NumpyBackend
+    base = BASE
+    coll = LocalCollective(preset(PRESET), base["N"], measure_bytes=False)
+    session, model, train, parties = make_session(cell, base["N"], base["T"], base["d"], base["h"], coll)
+    enc = session.encrypt_model(model.init_params(SEED))
+    plain = model.init_params(SEED)
+    be = NumpyBackend()
+    e_cpu, e_wall, m_cpu, m_wall = [], [], [], []
+    for it in range(reps):
+        c0, w0 = time.process_time(), time.perf_counter()
+        enc = global_iteration(session, enc, parties, train, it)
+        e_cpu.append(time.process_time() - c0)
+        e_wall.append(time.perf_counter() - w0)
+        c0, w0 = time.process_time(), time.perf_counter()
+        local = [local_training(be, model, dict(plain), X, Y, train, seed=SEED, party=i, iteration=it)
+                 for i, (X, Y) in enumerate(parties)]
+        plain = fedavg(be, local, None)
+        m_cpu.append(time.process_time() - c0)
+        m_wall.append(time.perf_counter() - w0)
+    dec = session.decrypt_model(enc)
+    diff = max(float(np.max(np.abs(dec[k] - plain[k]))) for k in dec)
+    ratio = statistics.median(e_cpu) / statistics.median(m_cpu)
+    print(f"  {cell}: encrypted {statistics.median(e_cpu):.2f} s, mirror {statistics.median(m_cpu) * 1e3:.2f} ms "
+          f"CPU per iteration -> {ratio:.0f}x; |encrypted - mirror| = {diff:.1e}", flush=True)
+    return {"cell": cell, "config": base,
+            "encrypted_cpu_seconds": [round(x, 4) for x in e_cpu],
+            "encrypted_wall_seconds": [round(x, 4) for x in e_wall],
+            "mirror_cpu_seconds": [round(x, 6) for x in m_cpu],
+            "mirror_wall_seconds": [round(x, 6) for x in m_wall],
+            "ratio_cpu": round(ratio, 1),
+            "ratio_wall": round(statistics.median(e_wall) / statistics.median(m_wall), 1),
+            "max_abs_weight_diff": diff}
+
+
+# ----------------------------------------------------------------------------------------------------
+# output
+def exponents(rows: list[dict], cells) -> dict:
+    out: dict[str, dict] = {}
+    for f in SWEEP:
+        out[f] = {}
+        for c in cells:
+            pts = sorted((r["value"], r["median_cpu_seconds"]) for r in rows if r["cell"] == c and r["factor"] == f)
+            if len(pts) >= 2:
+                out[f][c] = round(fit_exponent(*zip(*pts)), 3)
+    return out
+
+
+def plot(rows, cells, expo, path_time: Path, path_ops: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = {"rnn": "tab:blue", "gru": "tab:orange", "lstm": "tab:green"}
+    names = {"N": "data holders N", "T": "timesteps T", "d": "features d", "h": "hidden units h"}
+    for path, key, ylabel in ((path_time, "median_cpu_seconds", "CPU s / global iteration"),
+                              (path_ops, "rotations", "rotations / global iteration")):
+        fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+        for ax, f in zip(axes, SWEEP):
+            for c in cells:
+                pts = sorted((r["value"], r[key] if key in r else r["operations"][key])
+                             for r in rows if r["cell"] == c and r["factor"] == f)
+                if not pts:
+                    continue
+                x, y = map(np.asarray, zip(*pts))
+                k = fit_exponent(x, y)
+                b = np.mean(np.log(y) - k * np.log(x))
+                label = f"{c.upper()} (slope {k:.2f})"
+                ax.loglog(x, y, "o", color=colors[c], label=label)
+                xx = np.geomspace(x.min(), x.max(), 20)
+                ax.loglog(xx, np.exp(b) * xx ** k, "-", color=colors[c], alpha=0.6)
+            ax.set_xlabel(names[f])
+            ax.set_xticks(SWEEP[f])
+            ax.set_xticklabels([str(v) for v in SWEEP[f]])
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel(ylabel)
+        base = ", ".join(f"{k} = {v}" for k, v in BASE.items())
+        fig.suptitle(f"One global iteration, one factor at a time around {base} (test preset, batch {BATCH})")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "date": datetime.datetime.now().isoformat(timespec="minutes"),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+def _rows(res, cell, factor):
+    return sorted((r for r in res["sweep"] if r["cell"] == cell and r["factor"] == factor),
+                  key=lambda r: r["value"])
+
+
+def analysis(res: dict) -> list[str]:
+    """Why each exponent is what it is, from the measured times and operation counts."""
+    cells = sorted({r["cell"] for r in res["sweep"]})
+    out = ["## Why the exponents are what they are", ""]
+    for c in cells:
+        C = c.upper()
+        rows = _rows(res, c, "N")
+        if len(rows) >= 2:
+            xs = [r["value"] for r in rows]
+            local = [r["median_cpu_seconds"] - r["median_refresh_cpu_seconds"] for r in rows]
+            refr = [r["median_refresh_cpu_seconds"] for r in rows]
+            per_ct = [r["median_refresh_cpu_seconds"] / max(1, r["operations"]["refreshed_ciphertexts"])
+                      for r in rows]
+            share = [f(r) for r in rows for f in (lambda r: r["median_refresh_cpu_seconds"] / r["median_cpu_seconds"],)]
+            out += [f"**N ({C}).** Local training and aggregation grow with exponent "
+                    f"{fit_exponent(xs, local):.2f}; the collective refreshes with {fit_exponent(xs, refr):.2f}: "
+                    "every holder refreshes the same number of ciphertexts per step "
+                    f"({', '.join(str(r['operations']['refreshed_ciphertexts']) for r in rows)} in all at N = "
+                    f"{', '.join(map(str, xs))}), and each refresh takes a share from every one of the N parties "
+                    f"(CPU per refreshed ciphertext {', '.join(f'{1e3 * v:.0f}' for v in per_ct)} ms), so the "
+                    "in-process total is N x local + N^2 x shares. The refreshes are "
+                    f"{', '.join(f'{v:.0%}' for v in share)} of the iteration. In a deployment the shares "
+                    "are computed by the N parties in parallel, so each party's work per iteration is its "
+                    "local training + N x (its shares): linear in N.", ""]
+        rows = _rows(res, c, "T")
+        if len(rows) >= 2:
+            xs = np.array([r["value"] for r in rows], float)
+            ys = np.array([r["median_cpu_seconds"] for r in rows])
+            b, a = np.polyfit(xs, ys, 1)
+            rot = [r["operations"]["rotations"] for r in rows]
+            out += [f"**T ({C}).** CPU = {a:.2f} s + {b:.3f} s x T (least squares): the per-timestep work "
+                    "(forward affine, activations, BPTT) is linear in T; the fixed part is the per-step work on "
+                    "every parameter (batch reductions, transpositions, clip polynomials, update, FedAvg), "
+                    f"{a / ys[0]:.0%} of the time at T = {int(xs[0])}. Rotations: "
+                    f"{', '.join(map(str, rot))}.", ""]
+        rows = _rows(res, c, "d")
+        if len(rows) >= 2:
+            out += [f"**d ({C}).** Features are padded into the H x H block with H = max(d, h): "
+                    + "; ".join(f"d = {r['value']}: H = {r['H']}, c = {r['chunk']}, {r['ciphertexts_per_batch_tensor']} "
+                                f"ct/tensor, {r['operations']['rotations']} rotations, {r['median_cpu_seconds']:.1f} s"
+                                for r in rows)
+                    + ". The cost is flat while d <= h; beyond, each product needs log2 H rotations and "
+                    "once H^2 x 8 exceeds the 4096 slots a batch spans several ciphertexts.", ""]
+        rows = _rows(res, c, "h")
+        if len(rows) >= 2:
+            out += [f"**h ({C}).** H^2 slots per sample: the chunk shrinks as h grows ("
+                    + "; ".join(f"h = {r['value']}: H = {r['H']}, c = {r['chunk']}, "
+                                f"{r['ciphertexts_per_batch_tensor']} ct/tensor, {r['operations']['rotations']} rot, "
+                                f"{r['operations']['ct_pt_mults']} ct x pt, {r['median_cpu_seconds']:.1f} s"
+                                for r in rows)
+                    + "): products cost log2 H rotations per ciphertext, a transposition ~2 sqrt(2H) "
+                    "rotations and 2H - 1 masks per weight; the h^2 weights themselves fit in one ciphertext "
+                    "per parameter, so the cost grows far slower than h^2.", ""]
+    return out
+
+
+def profile_notes(res: dict) -> list[str]:
+    out = []
+    for p in res["profile"]:
+        top = p["python_hot_spots"][:2]
+        tot = p["cpu_seconds"]
+        out.append(f"{p['cell'].upper()}: the two largest Python hot spots are "
+                   + " and ".join(f"`{h['function']}` ({h['self_seconds']:.3f} s, {h['self_seconds'] / tot:.1%})"
+                                  for h in top) + ".")
+    return out
+
+
+def _fmt_target(f: str) -> str:
+    lo, hi = TARGETS[f]
+    return f"[{lo}, {hi}]" if lo is not None else f"< {hi}"
+
+
+def _ok(f: str, v: float) -> str:
+    lo, hi = TARGETS[f]
+    good = (lo is None or v >= lo) and v <= hi
+    return "yes" if good else "**no**"
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    meta = res["meta"]
+    base = ", ".join(f"{k} = {v}" for k, v in meta["base"].items())
+    L = [
+        "# Scaling study and performance budget",
+        "",
+        "Generated by `make bench` / `OMP_NUM_THREADS=1 .venv/bin/python bench/scaling.py` (do not edit by "
+        f"hand) on {meta['date']}: {meta['cpu']}, {meta['cores']} cores, Python {meta['python']}, "
+        f"OMP_NUM_THREADS={meta['OMP_NUM_THREADS']} (one thread per process), load average "
+        f"{meta['load_average_at_start'][0]} at the start and {meta.get('load_average_at_end', ['?'])[0]} "
+        f"at the end (the machine is shared), {meta.get('seconds_total', 0) / 60:.0f} minutes in all.",
+        "",
+        f"Set-up: insecure `test` preset (ring 2^13, 4096 slots, depth 10: fast enough for a sweep on two "
+        f"cores; it has the same packing and operation counts per ciphertext as the secure presets), "
+        f"all parties in one process (sequential in-process engine `EncryptedSession`), "
+        f"{meta['windows_per_holder']} windows per holder, one local step of batch {meta['batch']} per "
+        "holder per global iteration, SGD with the degree-5 tanh clip, tanh of degree 7 on [-2.5, 2.5], "
+        "FedAvg. **Time is process CPU seconds** of one global iteration (every holder's local training, "
+        "with its collective refreshes, plus the aggregation), the median of "
+        f"{meta['reps']} consecutive iterations: wall time on a shared machine would measure the "
+        "neighbours. Only the parallel-engine comparison, which is about wall time, reports wall time.",
+        "",
+    ]
+    if "exponents" in res:
+        ex = res["exponents"]
+        cells = sorted({c for f in ex for c in ex[f]})
+        L += ["## Fitted exponents", "",
+              f"Least-squares slope of log(CPU time) against log(factor), one factor at a time around "
+              f"{base}:", "",
+              "| factor | values | " + " | ".join(c.upper() for c in cells) + " | target | met |",
+              "|---|---|" + "---|" * len(cells) + "---|---|"]
+        for f in SWEEP:
+            vals = sorted({r["value"] for r in res["sweep"] if r["factor"] == f})
+            got = [ex[f].get(c) for c in cells]
+            met = all(_ok(f, g) == "yes" for g in got if g is not None)
+            L.append(f"| {f} | {', '.join(map(str, vals))} | " + " | ".join(f"{g:.2f}" for g in got)
+                     + f" | {_fmt_target(f)} | {'yes' if met else '**no**'} |")
+        L += ["", "![CPU time per global iteration](scaling.png)", "",
+              "![Rotations per global iteration](scaling_ops.png)", ""]
+        L += ["## Sweep", "",
+              "H = padded block size (max(d, h, 1) rounded up to a power of two), c = samples per "
+              "ciphertext = min(8, 4096 / H^2), cts = ciphertexts per batch tensor = ceil(8 / c). "
+              "Operation counts are per global iteration (all holders + aggregation); refreshed = "
+              "ciphertexts refreshed (each costs one share from every one of the N parties); refresh CPU "
+              "= CPU time of the collective refreshes (all N parties' shares, combining, re-encryption).",
+              "",
+              "| cell | factor | value | H | c | cts | CPU s (median) | runs | refresh CPU s | rotations | "
+              "ct x ct | ct x pt | const | refresh rounds | refreshed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["sweep"]:
+            o = r["operations"]
+            L.append(f"| {r['cell'].upper()} | {r['factor']} | {r['value']} | {r['H']} | {r['chunk']} | "
+                     f"{r['ciphertexts_per_batch_tensor']} | {r['median_cpu_seconds']:.2f} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['cpu_seconds'])} | {r['median_refresh_cpu_seconds']:.2f} | "
+                     f"{o['rotations']} | {o['ct_ct_mults']} | {o['ct_pt_mults']} | {o['const_mults']} | "
+                     f"{o['refreshes']} | {o['refreshed_ciphertexts']} |")
+        L += [""] + analysis(res) + [""]
+    if "profile" in res:
+        L += ["## Profile of the base configuration", "",
+              f"One global iteration of {base} after one warm-up iteration, under cProfile. Every call on "
+              "the OpenFHE CryptoContext (the evaluator's, the parties' and the aggregator's) and every "
+              "module-level `openfhe` function is timed by a thin wrapper (its own cost counts as Python), so "
+              "the share below is a lower bound of the time inside OpenFHE. Methods on ciphertext objects "
+              "(GetLevel, Clone, ...) count as Python. The LocalCollective measures bytes here as the "
+              "default engine does (`measure_bytes=True`).", "",
+              "| cell | CPU s | inside OpenFHE | share |", "|---|---|---|---|"]
+        for p in res["profile"]:
+            L.append(f"| {p['cell'].upper()} | {p['cpu_seconds']:.2f} | {p['openfhe_seconds']:.2f} | "
+                     f"**{p['openfhe_share']:.1%}** |")
+        for p in res["profile"]:
+            L += ["", f"{p['cell'].upper()}: OpenFHE calls by CPU time", "",
+                  "| call | calls | CPU s |", "|---|---|---|"]
+            L += [f"| `{c['function']}` | {c['calls']} | {c['seconds']:.3f} |" for c in p["openfhe_calls"][:8]]
+            L += ["", f"{p['cell'].upper()}: top Python functions by self time (OpenFHE calls excluded)", "",
+                  "| function | calls | self s | cumulative s |", "|---|---|---|---|"]
+            L += [f"| `{h['function']}` | {h['calls']} | {h['self_seconds']:.3f} | {h['cumulative_seconds']:.2f} |"
+                  for h in p["python_hot_spots"][:8]]
+        L += [""] + profile_notes(res) + [""]
+    if "parallel" in res:
+        L += ["## Parallel engine", "",
+              f"`rhode.federated.parallel.ParallelTrainer` at N = {PARALLEL_N} ({base.replace('N = 2', f'N = {PARALLEL_N}')}), "
+              f"{PARALLEL_N} worker processes (one per data holder, public keys only, loaded once and reused) "
+              "on this machine's cores; the parent holds the secret shares and batches the refresh requests "
+              "pending from all workers into one collective round. Same data, seed and batches as the "
+              "sequential engine, alternating iterations in the same run. **Wall** seconds per global "
+              "iteration (local training + aggregation).", "",
+              "| cell | sequential s | parallel s | speed-up | CPU s seq / par | refresh requests -> rounds | "
+              "max weight diff | load avg |", "|---|---|---|---|---|---|---|---|"]
+        for p in res["parallel"]:
+            L.append(f"| {p['cell'].upper()} | {', '.join(f'{x:.2f}' for x in p['sequential_wall_seconds'])} | "
+                     f"{', '.join(f'{x:.2f}' for x in p['parallel_wall_seconds'])} | **{p['speedup']:.2f}x** | "
+                     f"{statistics.median(p['sequential_cpu_seconds']):.2f} / "
+                     f"{statistics.median(p['parallel_cpu_seconds']):.2f} | "
+                     f"{p['refresh_requests_last']} -> {p['refresh_rounds_last']} | "
+                     f"{p['max_abs_weight_diff']:.1e} | {', '.join(f'{x:.1f}' for x in p['load_average_1min'])} |")
+        L += ["", "The speed-up is the ratio of the medians. Worker start-up (spawn, import, key loading) "
+              f"took {res['parallel'][0]['worker_start_seconds']:.1f} s once and is not part of an iteration. "
+              "With more worker processes than cores, a worker that waits for a refresh leaves its core to "
+              "another one, and the parent's refresh rounds overlap with the other workers' computation.", ""]
+    if "mirror" in res:
+        L += ["## Encrypted vs plaintext mirror", "",
+              f"Same run, same data, seed and polynomials, {base}: the mirror is the numpy backend running "
+              "the identical local training and FedAvg.", "",
+              "| cell | encrypted CPU s / iteration | mirror CPU ms / iteration | ratio (CPU) | ratio (wall) | "
+              "max weight diff |", "|---|---|---|---|---|---|"]
+        for m in res["mirror"]:
+            L.append(f"| {m['cell'].upper()} | {statistics.median(m['encrypted_cpu_seconds']):.2f} | "
+                     f"{statistics.median(m['mirror_cpu_seconds']) * 1e3:.2f} | {m['ratio_cpu']:.0f}x | "
+                     f"{m['ratio_wall']:.0f}x | {m['max_abs_weight_diff']:.1e} |")
+        L.append("")
+    L += ["Raw data (every timing, operation counts, profile rows): `scaling.json`.", ""]
+    path.write_text("\n".join(L))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="two values per factor, 1 rep (smoke test)")
+    ap.add_argument("--reps", type=int, default=3, help="global iterations timed per point (median)")
+    ap.add_argument("--jobs", type=int, default=2, help="sweep processes running at once")
+    ap.add_argument("--cells", default="rnn,gru")
+    ap.add_argument("--parts", default="mirror,profile,parallel,sweep")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    cells = args.cells.split(",")
+    parts = set(args.parts.split(","))
+    sweep = QUICK if args.quick else SWEEP
+    reps = 1 if args.quick else args.reps
+    meta = machine()
+    meta.update({"preset": PRESET, "batch": BATCH, "local_steps": 1, "windows_per_holder": ROWS,
+                 "base": BASE, "reps": reps, "sweep_jobs": args.jobs, "quick": args.quick})
+    print(f"scaling bench: {meta}", flush=True)
+    res: dict = {"meta": meta}
+    t_all = time.perf_counter()
+    if "mirror" in parts:
+        print("== encrypted vs mirror", flush=True)
+        res["mirror"] = [encrypted_vs_mirror(c, max(reps, 3)) for c in cells]
+    if "profile" in parts:
+        print("== profile", flush=True)
+        res["profile"] = [profile_base(c) for c in cells]
+        for p in res["profile"]:
+            print(f"  {p['cell']}: {p['openfhe_share']:.1%} of {p['cpu_seconds']:.2f} s inside OpenFHE", flush=True)
+    if "parallel" in parts:
+        print("== parallel vs sequential", flush=True)
+        res["parallel"] = [parallel_vs_sequential(c, max(reps, 3)) for c in cells]
+    if "sweep" in parts:
+        print("== sweep", flush=True)
+        rows = run_sweep(cells, sweep, reps, args.jobs)
+        rows.sort(key=lambda r: (r["cell"], list(SWEEP).index(r["factor"]), r["value"]))
+        res["sweep"] = rows
+        res["exponents"] = exponents(rows, cells)
+    meta["seconds_total"] = round(time.perf_counter() - t_all, 1)
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if "sweep" in res:
+        plot(res["sweep"], cells, res["exponents"], args.out / "scaling.png", args.out / "scaling_ops.png")
+    (args.out / "scaling.json").write_text(json.dumps(res, indent=1) + "\n")
+    write_markdown(res, args.out / "scaling.md")
+    print(f"wrote {args.out / 'scaling.md'} ({meta['seconds_total']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
