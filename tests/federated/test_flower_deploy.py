@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -103,7 +104,8 @@ def test_training_with_a_killed_node_resumes_and_equals_in_process(deployment):
     fed.wait(proc, RUN_TIMEOUT)
     status = json.loads((server / "status.json").read_text())
     assert status["state"] == "failed"
-    assert "data holder(s) 2 " in status["error"] and "did not answer" in status["error"], status
+    # either the round timed out, or the SuperLink noticed the missing heartbeats first
+    assert re.match(r"data holder(\(s\))? 2 \(node \d+\) (did not answer|failed in)", status["error"]), status
     assert status["error_kind"] == "ProtocolError"
     assert read_checkpoint(server).iteration == 1  # the last checkpoint is kept
 

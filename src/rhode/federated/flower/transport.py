@@ -152,7 +152,8 @@ class FlowerTransport(Transport):
             for msg in self._pull(list(pending)):
                 party = pending.pop(msg.metadata.reply_to_message_id, None)
                 if party is not None:
-                    answers[party] = self._decode(step, msg, f"data holder {party}")
+                    who = f"data holder {party} (node {self.nodes[party]})"
+                    answers[party] = self._decode(step, msg, who)
             if not pending:
                 break
             if time.monotonic() > deadline:
@@ -172,7 +173,8 @@ class FlowerTransport(Transport):
     @staticmethod
     def _decode(step: str, msg, who: str) -> Payload:
         if msg.has_error():
-            raise ProtocolError(f"{who} failed in '{step}': {msg.error.reason}")
+            raise ProtocolError(f"{who} failed in '{step}': {msg.error.reason} (if its SuperNode is "
+                                "down, restart it and resume the run)")
         try:
             return from_recorddict(msg.content)
         except RhodeError as exc:
