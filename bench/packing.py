@@ -1,7 +1,8 @@
 """Benchmark of the multi-dimensional packing against the naive one-sample-per-ciphertext baseline;
 writes docs/benchmarks/packing.md and docs/benchmarks/packing.json.
 
-Usage: ``.venv/bin/python bench/packing.py [--quick] [--preset test] [--cell rnn] [--steps 3]``
+Usage: ``.venv/bin/python bench/packing.py [--quick] [--preset test] [--cell rnn] [--steps 3]
+[--extra default:16:32]``
 
 One training step (forward over T timesteps, BPTT, SGD update with the tanh clip polynomial) of a
 model with d = 4 input features, hidden size h and one output, on encrypted parameters (level 0) with
@@ -10,6 +11,8 @@ CPU time (the machine is shared; wall time would measure the neighbours). For ea
 and batch b in {1, 8, 32, 64} the packed step is measured at b itself. The naive baseline (c = 1,
 cost linear in b) is measured at b = 1 and b = 4 and extrapolated linearly to each b (per-sample
 cost = fixed cost / b + marginal cost); its operation counts are extrapolated the same way.
+``--extra PRESET:H:B`` adds a group on another preset (the secure ``default`` one has twice the
+slots, so twice the samples per ciphertext, at a higher cost per operation).
 """
 
 from __future__ import annotations
@@ -56,14 +59,14 @@ def training_step(be: CipherBackend, model: RecurrentModel, params: dict, X: np.
     return sec, be.counters()
 
 
-def run(args) -> list[dict]:
-    params_ckks = preset(args.preset)
+def run(preset_name: str, hidden, batches, args) -> list[dict]:
+    params_ckks = preset(preset_name)
     slots = params_ckks.slots
     rows = []
-    for h in args.hidden:
+    for h in hidden:
         model = RecurrentModel(ModelConfig(args.cell, D_IN, h))
         init = model.init_params(0)
-        plans = {b: plan(max(D_IN, h), b, slots) for b in args.batches}
+        plans = {b: plan(max(D_IN, h), b, slots) for b in batches}
         naive = plan(max(D_IN, h), 1, slots, naive=True)
         rot = set(naive.rotation_indices())
         for p in plans.values():
@@ -73,7 +76,7 @@ def run(args) -> list[dict]:
         keygen = time.process_time() - t0
         ev = Evaluator(coll.context)
         rng = np.random.default_rng(h)
-        print(f"h={h}: H={naive.H}, {len(rot)} rotation keys, key generation {keygen:.1f} s CPU", flush=True)
+        print(f"{preset_name} h={h}: H={naive.H}, {len(rot)} rotation keys, key generation {keygen:.1f} s CPU", flush=True)
 
         def measure(p, b, rng=rng, ev=ev, coll=coll, model=model, init=init):
             X = rng.uniform(-1, 1, (b, args.steps, D_IN))
@@ -84,7 +87,7 @@ def run(args) -> list[dict]:
         for b, p in plans.items():
             sec, cnt = measure(p, b)
             tot = cnt["total"]
-            rows.append(_row("multi-dimensional", b, h, p, sec, tot, measured_b=b))
+            rows.append(_row(preset_name, "multi-dimensional", b, h, p, sec, tot, measured_b=b))
             print(f"  packed b={b:3d} c={p.c:3d} chunks={p.n_chunks(b):2d}: {sec:7.2f} s "
                   f"({sec / b:.3f} s/sample) rot={tot['rotations']} mult={_mults(tot)} "
                   f"refresh={tot['refreshes']}", flush=True)
@@ -97,11 +100,11 @@ def run(args) -> list[dict]:
             print(f"  naive  b={b:3d}: {meas[b][0]:7.2f} s", flush=True)
         (s1, c1), (s4, c4) = meas[NAIVE_B[0]], meas[NAIVE_B[1]]
         span = NAIVE_B[1] - NAIVE_B[0]
-        for b in args.batches:
+        for b in batches:
             w = (b - NAIVE_B[0]) / span
             sec = s1 + w * (s4 - s1)
             tot = {k: round(c1["total"][k] + w * (c4["total"][k] - c1["total"][k])) for k in KEYS}
-            rows.append(_row("naive", b, h, naive, sec, tot, measured_b=list(NAIVE_B)))
+            rows.append(_row(preset_name, "naive", b, h, naive, sec, tot, measured_b=list(NAIVE_B)))
     return rows
 
 
@@ -109,8 +112,8 @@ def _mults(t: dict) -> int:
     return t["ct_ct_mults"] + t["ct_pt_mults"] + t["const_mults"]
 
 
-def _row(packing, b, h, p, sec, tot, measured_b) -> dict:
-    return {"packing": packing, "b": b, "h": h, "H": p.H, "chunk": p.c,
+def _row(preset_name, packing, b, h, p, sec, tot, measured_b) -> dict:
+    return {"preset": preset_name, "packing": packing, "b": b, "h": h, "H": p.H, "chunk": p.c,
             "ciphertexts_per_batch_tensor": p.n_chunks(b), "seconds": round(sec, 4),
             "seconds_per_sample": round(sec / b, 5), "rotations": tot["rotations"],
             "multiplications": _mults(tot), "ct_ct_mults": tot["ct_ct_mults"],
@@ -129,7 +132,8 @@ def write(rows: list[dict], args, out_md: Path, out_json: Path) -> None:
             "date": datetime.date.today().isoformat()}
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps({"meta": meta, "configurations": rows}, indent=1) + "\n")
-    by = {(r["packing"], r["h"], r["b"]): r for r in rows}
+    by = {(r["preset"], r["packing"], r["h"], r["b"]): r for r in rows}
+    groups = [(args.preset, args.hidden, args.batches)] + args.extra
     lines = [
         "# Packing benchmark: multi-dimensional vs naive",
         "",
@@ -147,23 +151,32 @@ def write(rows: list[dict], args, out_md: Path, out_json: Path) -> None:
         "extrapolated linearly in b (its cost is a fixed part for the parameters plus a part per "
         "sample). Multi-dimensional = c = min(b, slots / H^2) samples per ciphertext, measured at b.",
         "",
-        "| h | H | b | chunk c | cts / tensor | packed s / sample | naive s / sample | speed-up | "
+        "| preset | h | H | b | chunk c | cts / tensor | packed s / sample | naive s / sample | speed-up | "
         "packed rot / mult / refresh | naive rot / mult / refresh |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for h in args.hidden:
-        for b in args.batches:
-            pk, nv = by[("multi-dimensional", h, b)], by[("naive", h, b)]
-            lines.append(
-                f"| {h} | {pk['H']} | {b} | {pk['chunk']} | {pk['ciphertexts_per_batch_tensor']} | "
-                f"{pk['seconds_per_sample']:.3f} | {nv['seconds_per_sample']:.3f} | "
-                f"{nv['seconds_per_sample'] / pk['seconds_per_sample']:.1f}x | "
-                f"{pk['rotations']} / {pk['multiplications']} / {pk['refreshes']} | "
-                f"{nv['rotations']} / {nv['multiplications']} / {nv['refreshes']} |")
+    for name, hidden, batches in groups:
+        for h in hidden:
+            for b in batches:
+                pk, nv = by[(name, "multi-dimensional", h, b)], by[(name, "naive", h, b)]
+                lines.append(
+                    f"| {name} | {h} | {pk['H']} | {b} | {pk['chunk']} | "
+                    f"{pk['ciphertexts_per_batch_tensor']} | "
+                    f"{pk['seconds_per_sample']:.3f} | {nv['seconds_per_sample']:.3f} | "
+                    f"{nv['seconds_per_sample'] / pk['seconds_per_sample']:.1f}x | "
+                    f"{pk['rotations']} / {pk['multiplications']} / {pk['refreshes']} | "
+                    f"{nv['rotations']} / {nv['multiplications']} / {nv['refreshes']} |")
+    at32 = [f"{r['preset']} h = {r['h']}: "
+            f"{by[(r['preset'], 'naive', r['h'], 32)]['seconds_per_sample'] / r['seconds_per_sample']:.1f}x"
+            for r in rows if r["packing"] == "multi-dimensional" and r["b"] == 32]
+    if at32:
+        lines += ["", "**At b = 32** the packed step costs less per sample than the naive one by "
+                  + ", ".join(at32) + "."]
     lines += [
         "",
         "Counts are per training step (all samples of the batch), multiplications = ct x ct + ct x pt + "
-        "ct x constant. The speed-up grows with the samples one ciphertext holds: slots / H^2 = "
+        "ct x constant; refresh = collective rounds (a round refreshes every due ciphertext at once, so "
+        "the naive baseline has as many rounds with b times the ciphertexts). The speed-up grows with the samples one ciphertext holds: slots / H^2 = "
         + ", ".join(f"{p.slots // (max(4, h) ** 2)} at h = {h}" for h in args.hidden)
         + "; beyond that a batch spans ceil(b / c) ciphertexts and both costs grow linearly in b.",
         "",
@@ -181,11 +194,16 @@ def main() -> None:
     ap.add_argument("--cell", default="rnn", choices=("rnn", "gru", "lstm"))
     ap.add_argument("--steps", type=int, default=3, help="timesteps T")
     ap.add_argument("--profile", action="store_true", help="print counts per operation")
+    ap.add_argument("--extra", action="append", default=[], metavar="PRESET:H:B",
+                    help="an extra group on another preset, e.g. default:16:32 (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "packing.md")
     args = ap.parse_args()
     args.hidden = (8,) if args.quick else (8, 16, 32)
     args.batches = (1, 8) if args.quick else (1, 8, 32, 64)
-    rows = run(args)
+    args.extra = [(e.split(":")[0], (int(e.split(":")[1]),), (int(e.split(":")[2]),)) for e in args.extra]
+    rows = run(args.preset, args.hidden, args.batches, args)
+    for name, hidden, batches in args.extra:
+        rows += run(name, hidden, batches, args)
     write(rows, args, args.out, args.out.with_suffix(".json"))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
 
