@@ -55,7 +55,7 @@ def in_process_reference(csvs: list[Path], rc: dict, queries=None) -> dict:
     """What the in-process engine computes with the same data, options and seed: the decrypted global
     model after each iteration, the revealed global statistics, and (for ``queries``, windows
     (n, T, d)) the querier's predictions with the final model."""
-    from rhode.data import Normalizer, local_stats
+    from rhode.data import Normalizer
     from rhode.federated.dataprep import encrypted_global_stats, load_holders, window_holders
     from rhode.federated.engine import EncryptedSession
     from rhode.federated.flower.settings import DeployConfig
@@ -67,7 +67,7 @@ def in_process_reference(csvs: list[Path], rc: dict, queries=None) -> dict:
     holders = load_holders(cfg)
     model, _, train_cfg = dc.models(holders[0].train.n_features)
     session = EncryptedSession.create(preset(cfg.preset), len(holders), model, cfg.batch)
-    total = encrypted_global_stats([local_stats(h.train) for h in holders], session.secure_sum)
+    total = encrypted_global_stats([h.train for h in holders], session.secure_sum)
     window_holders(holders, Normalizer.from_stats(total), cfg)
     weights = [float(h.X.shape[0]) for h in holders]
     enc = session.encrypt_model(model.init_params(cfg.seed))

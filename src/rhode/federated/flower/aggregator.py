@@ -14,8 +14,9 @@ evaluation of the encrypted model on a querier's encrypted inputs. Its directory
 
 Rounds of a training run (N data holders, R refresh points per local training)::
 
-    key generation  query.setup, query.ckg, query.jointkey, query.rkg1, query.rkg2, query.evalkeys
-                    (6 rounds; the global statistics ride on rkg2 and evalkeys)
+    key generation  query.setup, query.ckg, query.jointkey, query.rkg1, query.rkg2, query.evalkeys,
+                    query.stats, query.decrypt (8 rounds; the two secure sums of the global
+                    statistics ride on jointkey/rkg2 and evalkeys/stats/decrypt)
     per iteration   train.local, then per refresh point: query.refresh (all holders' pending
                     ciphertexts in one round) + train.resume  ->  1 + 2R rounds, plus one
                     query.refresh per refresh the aggregator's own FedAvg needs
@@ -152,8 +153,28 @@ class Aggregator:
             raise ProtocolError(f"data holder {party} sent an unusable {what} answer: {exc}") from None
 
     # -- key generation (and global statistics) -------------------------------------------------------------
+    def _sum_stats(self, step: str, ans: dict[int, Payload]):
+        """The sum of every holder's encrypted statistics vector (blob ``stats``)."""
+        cts = [self._parse(i, f"{step} statistics", lambda p: S.ciphertexts_from_bytes(
+            self.ctx, p.blob("stats"), count=1)[0], ans[i]) for i in self.parties]
+        total = cts[0]
+        for ct in cts[1:]:
+            total = self.ctx.cc.EvalAdd(total, ct)
+        return total
+
+    def _unscale(self, values: np.ndarray, exps: list[int], what: str) -> np.ndarray:
+        """Undo the public pre-scaling of a decrypted statistics sum; a value beyond its public bound
+        means the threshold decryption failed (shares that do not match the joint key)."""
+        bound = np.exp2(np.asarray(exps, dtype=float))
+        out = values * bound
+        if not np.all(np.isfinite(out)) or np.any(np.abs(out) > 1.01 * bound + 1e-9):
+            raise ProtocolError(f"the threshold decryption of the global {what} is wrong (outside the "
+                                "public bounds): the data holders' secret shares do not match the joint key")
+        return out
+
     def keygen(self) -> None:
-        """Collective key generation and the encrypted global statistics: 6 rounds."""
+        """Collective key generation and the encrypted global statistics (two secure sums, as the
+        in-process engine): 8 rounds."""
         dc, params = self.dc, self.dc.params
         ctx = self.ctx = MheContext(params)
         n = dc.n_parties
@@ -162,6 +183,8 @@ class Aggregator:
             {"n_parties": n, "fingerprint": dc.fingerprint()}, {"context": S.context_to_bytes(ctx)}),
             n, dc.connect_timeout)
         summary = self._check_schema(setup)
+        rows = summary["total_rows"]
+        c = len(summary["columns"])
         lead_pk = self._parse(0, "public-key", lambda p: S.public_key_from_bytes(
             ctx, p.blob("pk_share"), S.Kind.PUBLIC_KEY_SHARE), setup[0])
         # 2. ckg: the others' public-key shares from the lead's CRP
@@ -171,14 +194,17 @@ class Aggregator:
         pk_shares = [lead_pk] + [self._parse(i, "public-key", lambda p: S.public_key_from_bytes(
             ctx, p.blob("pk_share"), S.Kind.PUBLIC_KEY_SHARE), ans[i]) for i in others]
         P.finalize_public_key(ctx, P.aggregate_public_key(ctx, pk_shares))
-        # 3. jointkey: joint pk to all; the lead's relinearization round-1 and rotation shares
+        # 3. jointkey: joint pk to all; the lead's relinearization round-1 and rotation shares;
+        #    every holder's pre-scaled column sums (first statistics sum)
         self._setup_model(summary["n_features"])
         rotations = M.rotations_for(self.model, dc.run.batch, params)
-        ans = self._all("query.jointkey", Payload({"rotations": rotations},
-                                                  {"joint_pk": S.public_key_to_bytes(ctx, ctx.public_key)}))
+        ans = self._all("query.jointkey", Payload(
+            {"rotations": rotations, "exps": summary["exps"], "total_rows": rows},
+            {"joint_pk": S.public_key_to_bytes(ctx, ctx.public_key)}))
         for i in self.parties:
             if ans[i].config.get("key_tag") != ctx.key_tag:
                 raise ProtocolError(f"data holder {i} bound its share to another joint key")
+        sum1 = self._sum_stats("first", ans)
         lead_r1_b, lead_rot_b = ans[0].blob("r1_share"), ans[0].blob("rot_share")
         lead_r1 = self._parse(0, "relinearization", lambda p: S.eval_key_from_bytes(
             ctx, lead_r1_b, S.Kind.RELIN_SHARE_ROUND1), ans[0])
@@ -194,32 +220,29 @@ class Aggregator:
             ctx, p.blob("rot_share"), S.Kind.ROTATION_KEY_SHARE, rotations)[0], ans[i]) for i in others]
         round1 = P.aggregate_relin_round1(ctx, r1)
         P.finalize_rotation_keys(ctx, P.aggregate_rotation_keys(ctx, rot), rotations)
-        # 5. rkg2 (+ encrypted local statistics, pre-scaled by public powers of two)
-        ans = self._all("query.rkg2", Payload(
-            {"exps": summary["exps"], "total_rows": summary["total_rows"]},
-            {"round1": S.eval_key_to_bytes(ctx, round1, S.Kind.RELIN_SHARE_ROUND1)}))
+        # 5. rkg2, and the decryption shares of the first statistics sum -> the global mean
+        ans = self._all("query.rkg2", Payload({}, {
+            "round1": S.eval_key_to_bytes(ctx, round1, S.Kind.RELIN_SHARE_ROUND1),
+            "cts": S.ciphertexts_to_bytes(ctx, [sum1])}))
         r2 = [self._parse(i, "relinearization", lambda p: S.eval_key_from_bytes(
             ctx, p.blob("r2_share"), S.Kind.RELIN_SHARE_ROUND2), ans[i]) for i in self.parties]
         P.finalize_relin_key(ctx, P.aggregate_relin_round2(ctx, r2))
         self._setup_model(summary["n_features"])
-        stat_cts = [self._parse(i, "statistics", lambda p: S.ciphertexts_from_bytes(
-            ctx, p.blob("stats"), count=1)[0], ans[i]) for i in self.parties]
-        total_ct = stat_cts[0]
-        for ct in stat_cts[1:]:
-            total_ct = ctx.cc.EvalAdd(total_ct, ct)
-        # 6. evalkeys: joint evaluation keys to all (for their workers); decryption of the statistics sum
+        mean = self._unscale(self._fuse(ans, 1, c)[0], summary["exps"], "mean")
+        # 6. evalkeys: joint evaluation keys to all (for their workers); magnitudes of centred squares
         keys = S.eval_keys_to_bytes(ctx)
-        c = len(summary["columns"])
-        ans = self._all("query.evalkeys", Payload({}, {"evalkeys": keys,
-                                                       "cts": S.ciphertexts_to_bytes(ctx, [total_ct])}))
-        total = self._fuse(ans, 1, 1 + 2 * c)[0] * summary["total_rows"]
-        if not abs(total[0] - summary["total_rows"]) < 0.5:
-            raise ProtocolError("the threshold decryption of the global statistics is wrong (row count "
-                                f"{total[0]:.6g}, expected {summary['total_rows']:.0f}): the data holders' "
-                                "secret shares do not match the joint key")
-        col_scale = np.exp2(-np.asarray(summary["exps"], dtype=float))
-        stats = Stats(tuple(summary["columns"]), summary["target"], float(round(total[0])),
-                      total[1:1 + c] / col_scale, total[1 + c:] / col_scale ** 2)
+        ans = self._all("query.evalkeys", Payload({"mean": [float(m) for m in mean]}, {"evalkeys": keys}))
+        for i in self.parties:
+            if ans[i].config.get("key_tag") != ctx.key_tag:
+                raise ProtocolError(f"data holder {i} stored evaluation keys of another joint key")
+        exps2 = [int(e) for e in np.max([ans[i].int_list("exps") for i in self.parties], axis=0)]
+        # 7. stats: pre-scaled sums of centred squares (second statistics sum); 8. their decryption
+        ans = self._all("query.stats", Payload({"mean": [float(m) for m in mean], "exps": exps2,
+                                                "total_rows": rows}))
+        sum2 = self._sum_stats("second", ans)
+        var = np.maximum(self._unscale(self.decrypt_round([sum2], c)[0], exps2, "variance"), 0.0)
+        stats = Stats(tuple(summary["columns"]), summary["target"], rows, mean * rows,
+                      (var + mean ** 2) * rows)
         atomic_write(self.dir / CONTEXT_FILE, S.context_to_bytes(ctx))
         atomic_write(self.dir / EVAL_KEYS_FILE, keys)
         (self.dir / CHECKPOINT_NAME).unlink(missing_ok=True)

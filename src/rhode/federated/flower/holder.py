@@ -14,10 +14,13 @@ Steps (message type -> what the holder does):
                    count and the power-of-two magnitudes of its columns (all public)
 ``query.ckg``      non-leads: sample a secret share from the lead's CRP, send the public-key share
 ``query.jointkey`` store the joint public key and bind the secret share to it; the lead sends its
-                   relinearization round-1 and rotation-key shares (they fix the CRPs)
+                   relinearization round-1 and rotation-key shares (they fix the CRPs); every
+                   holder sends its encrypted, pre-scaled column sums (first statistics sum)
 ``query.rkg1``     non-leads: relinearization round-1 and rotation-key shares
-``query.rkg2``     relinearization round-2 share; encrypted (pre-scaled) local statistics
-``query.evalkeys`` store the joint evaluation keys; decryption share of the statistics sum
+``query.rkg2``     relinearization round-2 share; decryption share of the first statistics sum
+``query.evalkeys`` store the joint evaluation keys; from the revealed global mean, the power-of-two
+                   magnitudes of the centred squares
+``query.stats``    encrypted, pre-scaled sums of centred squares (second statistics sum)
 ``query.hello``    party index and joint key tag (a resumed or prediction run checks them)
 ``query.refresh``  refresh (IntMPBoot) shares for every pending ciphertext of every holder
 ``query.decrypt``  (flooded) threshold-decryption shares
@@ -36,7 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rhode.data import Normalizer, Stats, load_csv, local_stats, make_windows, min_rows, train_test_split
+from rhode.data import Normalizer, Stats, load_csv, make_windows, min_rows, train_test_split
 from rhode.data.timeseries import TimeSeries
 from rhode.errors import DataError, ProtocolError, SerializationError
 from rhode.federated.dataprep import magnitude_exponents
@@ -138,13 +141,26 @@ def stats_from_json(text: str) -> Stats:
         raise SerializationError("global statistics are malformed") from None
 
 
-def stats_vector(local: Stats, exps: list[int], total_rows: float) -> np.ndarray:
-    """What a holder encrypts for the global statistics: [count, sum * 2^-e, sumsq * 2^-2e] /
-    total_rows (every entry in [-1, 1]; the in-process engine's pre-scaling)."""
-    col_scale = np.exp2(-np.asarray(exps, dtype=float))
-    if col_scale.shape != local.sum.shape:
-        raise ProtocolError(f"expected {local.sum.size} column exponents, got {col_scale.size}")
-    return np.concatenate([[local.count], local.sum * col_scale, local.sumsq * col_scale ** 2]) / total_rows
+def stat_values(train: TimeSeries) -> np.ndarray:
+    """(n, c) values of the statistics columns (features, then the target if it is not a feature)."""
+    return train.values if train.target_is_feature else np.column_stack([train.values, train.target])
+
+
+def stats_vector(values: np.ndarray, exps: list[int], total_rows: float) -> np.ndarray:
+    """What a holder encrypts for one secure sum of the global statistics: its column sums of
+    ``values`` pre-scaled by the public powers of two 2^-e, divided by the public total row count
+    (every entry in [-1, 1]), as the in-process engine does."""
+    scale = np.exp2(-np.asarray(exps, dtype=float))
+    if scale.shape != (values.shape[1],):
+        raise ProtocolError(f"expected {values.shape[1]} column exponents, got {scale.size}")
+    return (values * scale).sum(axis=0) / total_rows
+
+
+def _mean(p: Payload, c: int) -> np.ndarray:
+    mean = np.asarray(p.config.get("mean"), dtype=float) if isinstance(p.config.get("mean"), list) else None
+    if mean is None or mean.shape != (c,) or not np.all(np.isfinite(mean)):
+        raise SerializationError("message has no valid 'mean' field")
+    return mean
 
 
 # -- key generation ---------------------------------------------------------------------------------------
@@ -168,10 +184,9 @@ def _setup(h: Holder, p: Payload) -> Payload:
         (h.store.root / name).unlink(missing_ok=True)
     h.store.secret_path.unlink(missing_ok=True)
     h.store.write(CONTEXT, ctx_bytes)
-    local = local_stats(train)
-    out = Payload({"party": h.index, "columns": list(local.columns), "target": local.target,
-                   "features": list(train.feature_names), "count": float(local.count),
-                   "exps": [int(e) for e in magnitude_exponents(local)]})
+    out = Payload({"party": h.index, "columns": list(train.stat_columns), "target": train.target_name,
+                   "features": list(train.feature_names), "count": float(train.n_rows),
+                   "exps": [int(e) for e in magnitude_exponents(stat_values(train))]})
     if h.index == 0:
         party = Party.create(ctx, 0)
         party.save(h.store.secret_path)
@@ -200,7 +215,10 @@ def _jointkey(h: Holder, p: Payload) -> Payload:
     party.bind_to_joint_key()
     party.save(h.store.secret_path)
     h.store.write(CONTEXT, S.context_to_bytes(ctx))
-    out = Payload({"party": h.index, "key_tag": ctx.key_tag})
+    train, _ = h.series()
+    v = stats_vector(stat_values(train), p.int_list("exps"), p.get("total_rows", float))
+    out = Payload({"party": h.index, "key_tag": ctx.key_tag},
+                  {"stats": S.ciphertexts_to_bytes(ctx, [ctx.encrypt(v)])})
     if h.index == 0:
         rotations = p.int_list("rotations")
         r1 = party.relin_share_round1()
@@ -229,13 +247,10 @@ def _rkg2(h: Holder, p: Payload) -> Payload:
     ctx = h.context()
     party = h.party()
     round1 = S.eval_key_from_bytes(ctx, p.blob("round1"), S.Kind.RELIN_SHARE_ROUND1)
-    share = party.relin_share_round2(round1)
-    train, _ = h.series()
-    v = stats_vector(local_stats(train), p.int_list("exps"), p.get("total_rows", float))
-    return Payload({"party": h.index}, {
-        "r2_share": S.eval_key_to_bytes(ctx, share, S.Kind.RELIN_SHARE_ROUND2),
-        "stats": S.ciphertexts_to_bytes(ctx, [ctx.encrypt(v)]),
-    })
+    out = _decrypt_shares(h, p)  # of the first statistics sum (the global mean)
+    r2 = party.relin_share_round2(round1)
+    out.blobs["r2_share"] = S.eval_key_to_bytes(ctx, r2, S.Kind.RELIN_SHARE_ROUND2)
+    return out
 
 
 @step("query.evalkeys")
@@ -245,9 +260,22 @@ def _evalkeys(h: Holder, p: Payload) -> Payload:
     S.load_eval_keys(ctx, keys)  # validates before storing
     h.store.write(EVAL_KEYS, keys)
     h.store.kill_worker()  # a worker holding older keys must not serve this epoch
-    out = _decrypt_shares(h, p)
-    out.config["key_tag"] = ctx.key_tag
-    return out
+    train, _ = h.series()
+    values = stat_values(train)
+    centred = (values - _mean(p, values.shape[1])) ** 2
+    return Payload({"party": h.index, "key_tag": ctx.key_tag,
+                    "exps": [int(e) for e in magnitude_exponents(centred)]})
+
+
+@step("query.stats")
+def _stats(h: Holder, p: Payload) -> Payload:
+    """The second statistics sum: centred squares around the revealed global mean."""
+    ctx = h.context()
+    train, _ = h.series()
+    values = stat_values(train)
+    centred = (values - _mean(p, values.shape[1])) ** 2
+    v = stats_vector(centred, p.int_list("exps"), p.get("total_rows", float))
+    return Payload({"party": h.index}, {"stats": S.ciphertexts_to_bytes(ctx, [ctx.encrypt(v)])})
 
 
 @step("query.hello")

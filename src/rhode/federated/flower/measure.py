@@ -49,7 +49,7 @@ def split_bundled(name: str, n: int, directory: Path, max_rows: int | None = Non
 
 def in_process(csvs: list[Path], rc: dict, iterations: int) -> dict:
     """The in-process engine on ``csvs``: seconds and traffic per global iteration."""
-    from rhode.data import Normalizer, local_stats
+    from rhode.data import Normalizer
     from rhode.federated.dataprep import encrypted_global_stats, load_holders, window_holders
     from rhode.federated.engine import EncryptedSession
     from rhode.federated.flower.settings import DeployConfig
@@ -62,7 +62,7 @@ def in_process(csvs: list[Path], rc: dict, iterations: int) -> dict:
     model, _, train_cfg = dc.models(holders[0].train.n_features)
     t0 = time.perf_counter()
     session = EncryptedSession.create(preset(cfg.preset), len(holders), model, cfg.batch)
-    total = encrypted_global_stats([local_stats(h.train) for h in holders], session.secure_sum)
+    total = encrypted_global_stats([h.train for h in holders], session.secure_sum)
     t_keys = time.perf_counter() - t0
     window_holders(holders, Normalizer.from_stats(total), cfg)
     weights = [float(h.X.shape[0]) for h in holders]
