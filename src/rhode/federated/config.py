@@ -38,7 +38,7 @@ class RunConfig:
     partition: str = "iid"
     cell: str = "rnn"
     hidden: int = 8
-    timesteps: int = 4
+    timesteps: int = 3
     horizon: int = 1
     batch: int = 32
     learning_rate: float = 0.7

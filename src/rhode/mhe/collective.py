@@ -19,11 +19,19 @@ from rhode.mhe.context import Ciphertext, MheContext
 from rhode.mhe.params import CkksParams
 from rhode.mhe.party import Party
 
+_CT_SIZES: dict[tuple, int] = {}
+
 
 def _nbytes(obj) -> int:
-    """Serialized (BINARY) size of an OpenFHE object or a nested list of them."""
+    """Serialized (BINARY) size of an OpenFHE object or a nested list of them. A ciphertext's size
+    depends only on its ring, level and number of elements: it is serialized once per such shape."""
     if isinstance(obj, (list, tuple)):
         return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, fhe.Ciphertext):
+        key = (obj.GetCryptoContext().GetRingDimension(), obj.GetLevel(), obj.NumberCiphertextElements())
+        if key not in _CT_SIZES:
+            _CT_SIZES[key] = len(fhe.Serialize(obj, fhe.BINARY))
+        return _CT_SIZES[key]
     return len(fhe.Serialize(obj, fhe.BINARY))
 
 
@@ -97,7 +105,7 @@ class LocalCollective:
         """Collect one share per party via ``per_party(party)``; account its bytes."""
         shares = [per_party(p) for p in self.parties]
         if self.measure_bytes:
-            self.stats["bytes_per_party"] += max(_nbytes(s) for s in shares)
+            self.stats["bytes_per_party"] += _nbytes(shares[0])  # every party's share has one size
         return shares
 
     # -- key generation -------------------------------------------------------------------------------
@@ -157,7 +165,7 @@ class LocalCollective:
         cts = list(cts)
         shares = [self.parties[i].decryption_share(cts, flood) for i in idx]
         if self.measure_bytes:
-            self.stats["bytes_per_party"] += max(_nbytes(s) for s in shares)
+            self.stats["bytes_per_party"] += _nbytes(shares[0])  # every party's share has one size
         self.stats["decryption_rounds"] += 1
         return P.fuse_decryption(self.context, shares, length)
 
