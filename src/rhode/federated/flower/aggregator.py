@@ -18,8 +18,9 @@ Rounds of a training run (N data holders, R refresh points per local training)::
                     query.stats, query.decrypt (8 rounds; the two secure sums of the global
                     statistics ride on jointkey/rkg2 and evalkeys/stats/decrypt)
     per iteration   train.local, then per refresh point: query.refresh (all holders' pending
-                    ciphertexts in one round) + train.resume  ->  1 + 2R rounds, plus one
-                    query.refresh per refresh the aggregator's own FedAvg needs
+                    ciphertexts in one round) + train.resume; FedAvg; one query.refresh that brings
+                    the new global model to level 0  ->  2 + 2R rounds (plus a query.refresh if
+                    FedAvg itself needs one)
 """
 
 from __future__ import annotations
@@ -359,6 +360,9 @@ class Aggregator:
         weights = [float(local[i][1]) for i in self.parties]
         self.t.tag = f"iteration-{it + 1}-fedavg"
         new = fedavg(self.backend, models, weights)
+        # one more round brings the global model back to level 0: the next iteration (and a
+        # prediction) then starts with every level available, which saves refresh points
+        self.backend.refresh(new.values())
         rounds = self.t.rounds[n_rounds0:]
         rec = {"iteration": it + 1, "seconds": time.monotonic() - t0, "rounds": len(rounds),
                "refresh_points": refresh_points, "refreshed_ciphertexts": refreshed,
