@@ -41,7 +41,7 @@ class RunConfig:
     timesteps: int = 3
     horizon: int = 1
     batch: int = 32
-    learning_rate: float = 0.7
+    learning_rate: float = 0.6
     local_steps: int = 3
     global_iterations: int = 6
     clip: str = "tanh"

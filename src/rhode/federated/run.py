@@ -53,7 +53,7 @@ def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelCo
     poly = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="poly", **act).validate()
     exact = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="exact", **act).validate()
     train = TrainConfig(cfg.learning_rate, cfg.batch, cfg.local_steps, clip=cfg.clip,
-                        clip_value=cfg.clip_value, clip_bound=max(4.0, 4 * cfg.clip_value)).validate()
+                        clip_value=cfg.clip_value, clip_bound=2.0 * cfg.clip_value).validate()
     return poly, exact, train
 
 

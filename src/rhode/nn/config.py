@@ -57,8 +57,8 @@ class ModelConfig:
     hidden_size: int
     output_size: int = 1
     activation: str = "poly"
-    tanh_interval: float = 3.0
-    tanh_degree: int = 5
+    tanh_interval: float = 2.5
+    tanh_degree: int = 7
     sigmoid_interval: float = 4.0
     sigmoid_degree: int = 5
 
@@ -102,7 +102,7 @@ class TrainConfig:
     local_steps: int
     clip: str = "tanh"
     clip_value: float = 1.0
-    clip_bound: float = 4.0
+    clip_bound: float = 2.0
     clip_degree: int = 5
 
     def validate(self) -> TrainConfig:
