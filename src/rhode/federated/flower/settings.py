@@ -13,6 +13,9 @@ are: ``party-index`` (0 is the lead), ``data`` (its CSV file) and ``storage`` (i
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +29,13 @@ from rhode.nn.model import RecurrentModel
 
 MODES = ("train", "predict")
 
-# run-config key -> RunConfig field (model, training, data schema, cryptography)
-_RUN_FIELDS = {
-    "cell": "cell", "hidden": "hidden", "timesteps": "timesteps", "horizon": "horizon", "batch": "batch",
-    "learning-rate": "learning_rate", "local-steps": "local_steps",
-    "global-iterations": "global_iterations", "clip": "clip", "clip-value": "clip_value",
-    "preset": "preset", "seed": "seed", "test-fraction": "test_fraction",
-}
+# run-config key -> RunConfig field: every option of `rhode train` that is not about where the data
+# comes from (the data holders bring their own CSVs), under its CLI name (learning_rate ->
+# learning-rate); new RunConfig options are picked up automatically
+_NOT_RUN_KEYS = {"data", "dataset", "parties", "partition", "target", "features", "max_rows", "extra",
+                 "max_test_windows"}
+_RUN_FIELDS = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(RunConfig)
+               if f.name not in _NOT_RUN_KEYS}
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,13 @@ class DeployConfig:
         return preset(self.run.preset)
 
     def fingerprint(self) -> str:
-        """What a resume must match: the options that change what is computed, and the preset."""
-        return f"{self.run.fingerprint()}-{self.run.preset}"
+        """What a resume must match: the options that change what is computed, the preset, and the
+        model and training configuration derived from them (approximation intervals and degrees,
+        clip bound), so that a software version with other defaults cannot resume a run."""
+        poly, _, train = model_configs(self.run, 1)
+        derived = json.dumps([dataclasses.asdict(poly), dataclasses.asdict(train)], sort_keys=True)
+        digest = hashlib.sha256(derived.encode()).hexdigest()[:8]
+        return f"{self.run.fingerprint()}-{self.run.preset}-{digest}"
 
     def models(self, n_features: int) -> tuple[RecurrentModel, ModelConfig, TrainConfig]:
         """The polynomial model (the one trained under encryption) and the training configuration,
