@@ -169,7 +169,7 @@ class ParallelTrainer:
         workers: number of worker processes (default: one per data holder). Holder i is trained by
             worker ``i % workers``.
         eager_margin: the workers' cipher backends' ``eager_margin`` (see
-            :class:`~rhode.tensor.cipher.CipherBackend`; default: the sequential engine's).
+            :class:`~rhode.tensor.cipher.CipherBackend`); ``-1`` (default): the session backend's.
         start_method: ``spawn`` (default) or ``forkserver``; never ``fork`` (OpenFHE's state).
 
     Attributes:
