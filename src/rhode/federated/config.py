@@ -40,10 +40,10 @@ class RunConfig:
     hidden: int = 8
     timesteps: int = 3
     horizon: int = 1
-    batch: int = 32
-    learning_rate: float = 0.6
-    local_steps: int = 3
-    global_iterations: int = 6
+    batch: int = 64
+    learning_rate: float = 0.8
+    local_steps: int = 2
+    global_iterations: int = 4
     clip: str = "tanh"
     clip_value: float = 1.0
     tanh_interval: float = 2.5
