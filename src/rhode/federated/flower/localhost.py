@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rhode.errors import ProtocolError
+from rhode.federated.flower.store import NodeStore, stop_process
 
 FEDERATION = "rhode-local"
 
@@ -211,11 +212,13 @@ class LocalFederation:
         if proc is not None:
             _kill_group(proc, signal.SIGKILL)
             self.supernodes[i] = None
-        _kill_workers(Path(self.node_configs[i]["storage"]))
+        NodeStore(self.node_configs[i]["storage"], create=False).kill_worker()
 
     def stop(self) -> None:
         """Stop every process this federation started (SuperNodes, SuperLink, their children, and
         the training workers recorded in the node storage directories)."""
+        workers = [pid for cfg in self.node_configs
+                   if (pid := NodeStore(cfg["storage"], create=False).worker_pid()) is not None]
         procs = [p for p in self.supernodes if p is not None] + ([self.superlink] if self.superlink else [])
         for p in procs:
             _kill_group(p, signal.SIGTERM)
@@ -225,7 +228,9 @@ class LocalFederation:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             _kill_group(p, signal.SIGKILL)
         for cfg in self.node_configs:
-            _kill_workers(Path(cfg["storage"]))
+            NodeStore(cfg["storage"], create=False).kill_worker()
+        for pid in workers:  # a worker that exits by itself removes its pid file before it is gone
+            stop_process(pid)
         self.supernodes = [None] * len(self.supernodes)
         self.superlink = None
 
@@ -314,9 +319,3 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
     if sig == signal.SIGKILL:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-
-
-def _kill_workers(storage: Path) -> None:
-    """Kill the training worker recorded in a node's storage directory (if any is alive)."""
-    from rhode.federated.flower.store import NodeStore
-    NodeStore(storage, create=False).kill_worker()

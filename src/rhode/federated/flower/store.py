@@ -110,18 +110,23 @@ class NodeStore:
         remove its pid file and socket."""
         pid = self.worker_pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            for sig in (signal.SIGKILL, None):
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and process_alive(pid):
-                    time.sleep(0.05)
-                if sig is not None and process_alive(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
+            stop_process(pid, timeout)
         for p in (self.pid_path, self.socket_path):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def stop_process(pid: int, timeout: float = 5.0) -> None:
+    """SIGTERM ``pid``, SIGKILL it if it still runs after ``timeout`` s, and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for sig in (signal.SIGKILL, None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process_alive(pid):
+            time.sleep(0.05)
+        if sig is not None and process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
 
 def process_alive(pid: int) -> bool:

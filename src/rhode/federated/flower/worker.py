@@ -63,12 +63,18 @@ def _send(sock: socket.socket, p: Payload) -> None:
     sock.sendall(_LEN.pack(len(data)) + data)
 
 
+class _ClosedError(ProtocolError):
+    """The peer closed the connection before sending anything (a liveness probe)."""
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(min(n - len(buf), 1 << 20))
         if not chunk:
-            raise ProtocolError("the training worker closed the connection")
+            if not buf:
+                raise _ClosedError("the connection was closed")
+            raise ProtocolError("the connection was closed in the middle of a message")
         buf += chunk
     return bytes(buf)
 
@@ -247,9 +253,15 @@ class Worker:
                     conn.settimeout(None)
                     try:
                         req = _recv(conn)
-                        reply = self.dispatch(req)
+                    except _ClosedError:
+                        continue  # a liveness probe (ensure_worker)
                     except RhodeError as exc:
-                        reply = error_payload(exc)
+                        req, reply = None, error_payload(exc)
+                    if req is not None:
+                        try:
+                            reply = self.dispatch(req)
+                        except RhodeError as exc:
+                            reply = error_payload(exc)
                     try:
                         _send(conn, reply)
                     except OSError:
