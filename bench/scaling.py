@@ -685,13 +685,14 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="global iterations timed per point (median)")
     ap.add_argument("--jobs", type=int, default=2, help="sweep processes running at once")
     ap.add_argument("--cells", default="rnn,gru")
+    ap.add_argument("--factors", default="N,T,d,h", help="sweep only these factors")
     ap.add_argument("--parts", default="mirror,profile,eager,parallel,sweep")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--resume", action="store_true", help="reuse the sweep jobs an interrupted run finished")
     args = ap.parse_args()
     cells = args.cells.split(",")
     parts = set(args.parts.split(","))
-    sweep = QUICK if args.quick else SWEEP
+    sweep = {f: v for f, v in (QUICK if args.quick else SWEEP).items() if f in args.factors.split(",")}
     reps = 1 if args.quick else args.reps
     meta = machine()
     meta.update({"preset": PRESET, "batch": BATCH, "local_steps": 1, "windows_per_holder": ROWS,

@@ -24,11 +24,13 @@ _CT_SIZES: dict[tuple, int] = {}
 
 def _nbytes(obj) -> int:
     """Serialized (BINARY) size of an OpenFHE object or a nested list of them. A ciphertext's size
-    depends only on its ring, level and number of elements: it is serialized once per such shape."""
+    depends only on its context's modulus chain, its level and its number of elements: it is serialized
+    once per such shape (contexts of one ring dimension but different depths have different sizes)."""
     if isinstance(obj, (list, tuple)):
         return sum(_nbytes(o) for o in obj)
     if isinstance(obj, fhe.Ciphertext):
-        key = (obj.GetCryptoContext().GetRingDimension(), obj.GetLevel(), obj.NumberCiphertextElements())
+        cc = obj.GetCryptoContext()
+        key = (cc.GetRingDimension(), cc.GetModulus(), obj.GetLevel(), obj.NumberCiphertextElements())
         if key not in _CT_SIZES:
             _CT_SIZES[key] = len(fhe.Serialize(obj, fhe.BINARY))
         return _CT_SIZES[key]
