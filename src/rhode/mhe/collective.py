@@ -22,15 +22,16 @@ from rhode.mhe.party import Party
 _CT_SIZES: dict[tuple, int] = {}
 
 
-def _nbytes(obj) -> int:
+def _nbytes(obj, kind: str = "") -> int:
     """Serialized (BINARY) size of an OpenFHE object or a nested list of them. A ciphertext's size
-    depends only on its context's modulus chain, its level and its number of elements: it is serialized
-    once per such shape (contexts of one ring dimension but different depths have different sizes)."""
+    depends only on its kind of share (refresh shares are compressed to fewer towers, which
+    ``GetLevel`` does not show), its context's modulus chain, its level and its number of elements:
+    it is serialized once per such shape."""
     if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(o) for o in obj)
+        return sum(_nbytes(o, kind) for o in obj)
     if isinstance(obj, fhe.Ciphertext):
         cc = obj.GetCryptoContext()
-        key = (cc.GetRingDimension(), cc.GetModulus(), obj.GetLevel(), obj.NumberCiphertextElements())
+        key = (kind, cc.GetRingDimension(), cc.GetModulus(), obj.GetLevel(), obj.NumberCiphertextElements())
         if key not in _CT_SIZES:
             _CT_SIZES[key] = len(fhe.Serialize(obj, fhe.BINARY))
         return _CT_SIZES[key]
@@ -65,7 +66,7 @@ class LocalCollective:
         lead = Party.create(ctx, 0)
         self.parties: list[Party] = [lead] + [
             Party.create(ctx, i, lead.public_key_share) for i in range(1, n_parties)]
-        self._sent(lambda p: p.public_key_share)
+        self._sent(lambda p: p.public_key_share, "public_key")
         P.finalize_public_key(ctx, P.aggregate_public_key(ctx, [p.public_key_share for p in self.parties]))
         for p in self.parties:
             p.bind_to_joint_key()
@@ -103,11 +104,12 @@ class LocalCollective:
         """Number of data holders."""
         return len(self.parties)
 
-    def _sent(self, per_party) -> list:
-        """Collect one share per party via ``per_party(party)``; account its bytes."""
+    def _sent(self, per_party, kind: str) -> list:
+        """Collect one share per party via ``per_party(party)``; account its bytes (``kind`` names
+        the share for the size cache of :func:`_nbytes`)."""
         shares = [per_party(p) for p in self.parties]
         if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(shares[0])  # every party's share has one size
+            self.stats["bytes_per_party"] += _nbytes(shares[0], kind)  # every party's share has one size
         return shares
 
     # -- key generation -------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class LocalCollective:
         if self.measure_bytes:
             self.stats["bytes_per_party"] += _nbytes(lead_r1)
         round1 = P.aggregate_relin_round1(ctx, r1)
-        r2 = self._sent(lambda p: p.relin_share_round2(round1))
+        r2 = self._sent(lambda p: p.relin_share_round2(round1), "relin2")
         P.finalize_relin_key(ctx, P.aggregate_relin_round2(ctx, r2))
 
     def add_rotation_keys(self, rotations: Iterable[int]) -> None:
@@ -145,7 +147,7 @@ class LocalCollective:
             return []
         ctx = self.context
         req = P.refresh_prepare(ctx, cts)
-        shares = self._sent(lambda p: p.refresh_share(req.c1s, req.crps))
+        shares = self._sent(lambda p: p.refresh_share(req.c1s, req.crps), "refresh")
         out = P.refresh_finalize(ctx, req, P.aggregate_refresh(ctx, shares))
         self.stats["refresh_rounds"] += 1
         self.stats["refreshed_ciphertexts"] += len(cts)
@@ -167,7 +169,7 @@ class LocalCollective:
         cts = list(cts)
         shares = [self.parties[i].decryption_share(cts, flood) for i in idx]
         if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(shares[0])  # every party's share has one size
+            self.stats["bytes_per_party"] += _nbytes(shares[0], "decryption")  # one size for all parties
         self.stats["decryption_rounds"] += 1
         return P.fuse_decryption(self.context, shares, length)
 
@@ -175,6 +177,6 @@ class LocalCollective:
                    querier_public_key: fhe.PublicKey) -> list[Ciphertext]:
         """Switch ``cts`` from the joint key to a querier's public key (one collective round)."""
         cts = list(cts)
-        shares = self._sent(lambda p: p.key_switch_share(cts, querier_public_key))
+        shares = self._sent(lambda p: p.key_switch_share(cts, querier_public_key), "key_switch")
         self.stats["key_switch_rounds"] += 1
         return P.aggregate_key_switch(self.context, shares)
