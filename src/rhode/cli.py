@@ -33,7 +33,13 @@ _RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--seed", "seed", int, "seed every party agrees on (initial weights, batches)"),
     ("--test-fraction", "test_fraction", float, "last fraction of each holder's rows held out"),
     ("--max-test-windows", "max_test_windows", int, "test windows the querier asks about"),
+    ("--workers", "workers", int,
+     "processes for the data holders' local training (default 0: one per CPU core, at most one per "
+     "holder; 1: sequential)"),
 ]
+
+# The command's defaults beyond RunConfig's: use every core for the holders' local training.
+_CLI_DEFAULTS: dict[str, Any] = {"workers": 0}
 
 
 def _run_options(f):
@@ -89,7 +95,7 @@ def _execute(config_path: str | None, defaults: dict, flags: dict, out: str, res
 def demo(out, resume, quiet, config_path, **flags) -> None:
     """The main job: 3 data holders on the bundled electricity-demand data train an encrypted
     model together, then a querier gets encrypted predictions on held-out windows."""
-    defaults = {"dataset": "electricity", "parties": 3, "partition": "iid"}
+    defaults = {**_CLI_DEFAULTS, "dataset": "electricity", "parties": 3, "partition": "iid"}
     _execute(config_path, defaults, flags, out, resume, quiet)
 
 
@@ -115,7 +121,7 @@ def train(out, resume, quiet, config_path, data, more_data, dataset, target, fea
         flags["data"] = files
     if features:
         flags["features"] = [f.strip() for f in features.split(",") if f.strip()]
-    _execute(config_path, {}, flags, out, resume, quiet)
+    _execute(config_path, dict(_CLI_DEFAULTS), flags, out, resume, quiet)
 
 
 @main.command()

@@ -106,6 +106,7 @@ def test_different_columns(tmp_path, three_csvs):
     ("--learning-rate", "-1", "--learning-rate"),
     ("--iterations", "0", "--global-iterations"),
     ("--test-fraction", "1.5", "--test-fraction"),
+    ("--workers", "-1", "--workers"),
 ])
 def test_invalid_values(tmp_path, three_csvs, flag, value, needle):
     proc = rhode(*args_for(three_csvs, tmp_path / "out", flag, value), cwd=tmp_path)

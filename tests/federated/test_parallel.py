@@ -80,3 +80,32 @@ def test_fewer_workers_than_holders_and_worker_errors(setup):
             trainer.local_training(init, holders, train, seed=3, iteration=0)
     with pytest.raises(ParameterError, match="workers"):
         ParallelTrainer(session, workers=4)
+
+
+@pytest.mark.slow
+def test_run_training_with_workers_matches_mirror(tmp_path):
+    """`rhode train/demo` use worker processes by default: the whole run (keys, encrypted global
+    statistics, training in 2 workers, FedAvg, prediction for the querier) still equals the mirror."""
+    from rhode.federated.config import RunConfig
+    from rhode.federated.run import run_training
+
+    cfg = RunConfig(dataset="electricity", max_rows=500, cell="rnn", hidden=3, timesteps=3, batch=8,
+                    learning_rate=0.7, local_steps=1, global_iterations=2, max_test_windows=8,
+                    preset="test", seed=2, workers=2)
+    report = run_training(cfg, tmp_path / "run", progress=False)
+    assert report["workers"] == 2
+    assert report["max_abs_weight_diff_vs_mirror"] <= TOL
+    assert report["max_abs_prediction_diff_vs_mirror"] <= TOL
+    # the workers' operations and the parent's refresh rounds are accounted for
+    assert report["operations"]["rotations"] > 0 and report["operations"]["ct_ct_mults"] > 0
+    assert report["refreshes"]["rounds"] > 0
+    assert report["history"][-1]["loss_encrypted"] == pytest.approx(report["history"][-1]["loss_mirror"],
+                                                                    abs=1e-3)
+
+
+def test_worker_count_resolution():
+    from rhode.federated.run import n_workers
+
+    assert n_workers(1, 5) == 1
+    assert n_workers(4, 3) == 3  # at most one per data holder
+    assert 1 <= n_workers(0, 16) <= 16  # one per core

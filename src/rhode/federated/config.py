@@ -53,6 +53,7 @@ class RunConfig:
     test_fraction: float = 0.2
     max_test_windows: int = 128
     max_rows: int | None = None
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -86,6 +87,8 @@ class RunConfig:
             raise bad("--learning-rate", f"{self.learning_rate!r}; expected a number in (0, 10]")
         if not (isinstance(self.clip_value, (int, float)) and 0 < self.clip_value <= 100):
             raise bad("--clip-value", f"{self.clip_value!r}; expected a number in (0, 100]")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 16:
+            raise bad("--workers", f"{self.workers!r}; expected 0 (one per CPU core) or 1 to 16 processes")
         if not 0 < self.test_fraction < 1:
             raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
         return self
@@ -103,7 +106,7 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of every field that changes what a run computes (resume must match it)."""
         d = self.to_dict()
-        for volatile in ("global_iterations", "max_test_windows", "extra"):
+        for volatile in ("global_iterations", "max_test_windows", "workers", "extra"):
             d.pop(volatile, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

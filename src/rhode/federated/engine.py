@@ -68,6 +68,7 @@ class EncryptedSession:
         self.evaluator = Evaluator(collective.context)
         self.backend = CipherBackend(self.evaluator, self.plan, refresh=self._refresh)
         self.model_bytes_sent = 0  # bytes each data holder uploads (its ciphertexts), per holder
+        self.worker_operations: dict[str, int] = {}  # counted in ParallelTrainer workers
 
     # -- construction and persistence ----------------------------------------------------------------
     @classmethod
@@ -215,7 +216,11 @@ class EncryptedSession:
                 "ciphertexts": int(self.collective.stats["refreshed_ciphertexts"])}
 
     def operation_counts(self) -> dict[str, int]:
-        return dict(self.backend.counters()["total"])
+        """Evaluator operations so far: this process's backend plus any parallel workers'."""
+        out = dict(self.backend.counters()["total"])
+        for k, v in self.worker_operations.items():
+            out[k] = out.get(k, 0) + v
+        return out
 
 
 def plan_for(model: RecurrentModel, batch: int, params: CkksParams):

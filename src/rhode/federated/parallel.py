@@ -31,7 +31,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -254,13 +254,15 @@ class ParallelTrainer:
         return msg
 
     def local_training(self, params: dict, holders: Sequence[tuple[np.ndarray, np.ndarray]],
-                       train: TrainConfig, *, seed: int, iteration: int) -> list[dict]:
+                       train: TrainConfig, *, seed: int, iteration: int,
+                       on_done: Callable[[int], None] | None = None) -> list[dict]:
         """Every data holder's local training on the encrypted global model ``params``.
 
         ``holders[i] = (X_i (n_i, T, d), Y_i (n_i, output_size))`` is data holder i's plaintext
         windows (it reaches only worker ``i % workers``). Returns the local models (encrypted,
         imported into the session's backend), in holder order, ready for ``session.aggregate``.
-        Costs: :attr:`last`."""
+        ``on_done(i)`` is called when holder i's local model arrives (progress bars). Costs:
+        :attr:`last`; the operation counts are also added to ``session.worker_operations``."""
         if not self._conns:
             raise ProtocolError("the ParallelTrainer is closed")
         n = self.session.collective.n_parties
@@ -301,6 +303,8 @@ class ParallelTrainer:
                     stats.worker_cpu_seconds[current[w]] = msg[2]
                     for k, v in msg[3].items():
                         ops[k] = ops.get(k, 0) + int(v)
+                    if on_done is not None:
+                        on_done(current[w])
                     if not start_next(w):
                         del active[conn]
                 else:
@@ -310,6 +314,8 @@ class ParallelTrainer:
                 self._refresh_round(requests, stats)
         local = [model_from_bytes(ctx, be, session.model.param_shapes, results[i]) for i in range(n)]
         stats.operations = ops
+        for k, v in ops.items():
+            session.worker_operations[k] = session.worker_operations.get(k, 0) + v
         stats.wall_seconds = time.perf_counter() - w0
         stats.parent_cpu_seconds = time.process_time() - c0
         session.timer.add("local", stats.wall_seconds - stats.refresh_seconds)

@@ -12,10 +12,14 @@ from typing import Any
 import numpy as np
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (and finished children) in MiB."""
+def peak_rss_mb(workers: int = 1) -> float:
+    """Peak resident memory in MiB: of this process (or its largest finished child), or with
+    ``workers`` > 1 finished worker processes, this process's peak plus ``workers`` times the largest
+    worker's (an upper bound of the peak of all of them together)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if workers > 1:
+        return (own + workers * kids) / 1024.0
     return max(own, kids) / 1024.0
 
 

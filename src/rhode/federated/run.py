@@ -13,8 +13,10 @@ in-process engine). Directory layout of ``--out``::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from rhode.federated.dataprep import (
     window_holders,
 )
 from rhode.federated.engine import EncryptedSession
+from rhode.federated.parallel import ParallelTrainer
 from rhode.federated.report import peak_rss_mb, plot_loss, plot_predictions, write_json
 from rhode.mhe import preset
 from rhode.nn.config import ModelConfig, TrainConfig
@@ -151,29 +154,21 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     else:
         enc = session.encrypt_model(model.init_params(cfg.seed))
     iter_times = [h["seconds"] for h in history]
-    for it in range(start, cfg.global_iterations):
-        t_it = time.perf_counter()
-        split = session.reset_timers()
-        sent_before = session.bytes_per_party()
-        locals_ = []
-        steps = bar.bar(total=n * cfg.local_steps, desc=f"global iteration {it + 1}/{cfg.global_iterations}")
-        for h in holders:
-            locals_.append(session.local_training(enc, h.X, h.Y, train_cfg, seed=cfg.seed, party=h.index,
-                                                  iteration=it, on_step=lambda _s, b=steps: b.update(1)))
-        enc = session.aggregate(locals_, weights)
-        idx = _eval_batches(holders, cfg, it)
-        loss = session.encrypted_loss(enc, [(h.X[ix], h.Y[ix]) for h, ix in zip(holders, idx)])
-        steps.close()
-        rec = {"iteration": it + 1, "loss_encrypted": loss,
-               "loss_mirror": _plain_loss(model, mirror_params[it + 1], holders, idx),
-               "loss_exact": _plain_loss(exact_model, exact_params[it + 1], holders, idx),
-               "seconds": time.perf_counter() - t_it, **split.summary(),
-               "bytes_per_party": session.bytes_per_party() - sent_before}
-        history.append(rec)
-        iter_times.append(rec["seconds"])
-        write_checkpoint(out, Checkpoint(it + 1, fp, session.export_model(enc), {"history": history}))
-        bar.note(f"iteration {it + 1}: encrypted loss {loss:.5f} (mirror {rec['loss_mirror']:.5f}), "
-                 f"{rec['seconds']:.1f} s; checkpoint written")
+    workers = n_workers(cfg.workers, n)
+    with contextlib.ExitStack() as stack:
+        trainer = None
+        if workers > 1 and start < cfg.global_iterations:
+            trainer = stack.enter_context(bar.run(f"starting {workers} training workers",
+                                                  lambda: ParallelTrainer(session, workers)))
+        for it in range(start, cfg.global_iterations):
+            rec = _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
+                                    model, exact_model, mirror_params, exact_params)
+            enc = rec.pop("model")
+            history.append(rec)
+            iter_times.append(rec["seconds"])
+            write_checkpoint(out, Checkpoint(it + 1, fp, session.export_model(enc), {"history": history}))
+            bar.note(f"iteration {it + 1}: encrypted loss {rec['loss_encrypted']:.5f} "
+                     f"(mirror {rec['loss_mirror']:.5f}), {rec['seconds']:.1f} s; checkpoint written")
 
     # 5. a querier's encrypted prediction on the held-out windows
     Xq, Yq = querier_windows(holders, cfg.max_test_windows)
@@ -217,7 +212,8 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
         "bytes_sent_per_party": session.bytes_per_party(),
         "refreshes": session.refresh_counts(),
         "operations": session.operation_counts(),
-        "peak_rss_mb": peak_rss_mb(),
+        "workers": workers,
+        "peak_rss_mb": peak_rss_mb(workers),
         "history": history,
         "resumed_from_iteration": start if resume else None,
         "config": cfg.to_dict(),
@@ -235,6 +231,40 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     report["out"] = str(out)
     return report
 
+
+
+def n_workers(requested: int, n_parties: int) -> int:
+    """Training worker processes: ``requested`` (0 = one per CPU core this process may use), at most
+    one per data holder; 1 means the sequential in-process engine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or cores, n_parties))
+
+
+def _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
+                      model, exact_model, mirror_params, exact_params) -> dict:
+    """One global iteration: local training of every holder (sequential, or in the ``trainer``'s
+    worker processes), FedAvg, encrypted loss. Returns its history record with the new ``model``."""
+    t_it = time.perf_counter()
+    split = session.reset_timers()
+    sent_before = session.bytes_per_party()
+    n = len(holders)
+    desc = f"global iteration {it + 1}/{cfg.global_iterations}"
+    with bar.bar(total=n * cfg.local_steps, desc=desc) as steps:
+        if trainer is None:
+            locals_ = [session.local_training(enc, h.X, h.Y, train_cfg, seed=cfg.seed, party=h.index,
+                                              iteration=it, on_step=lambda _s, b=steps: b.update(1))
+                       for h in holders]
+        else:
+            locals_ = trainer.local_training(enc, parties, train_cfg, seed=cfg.seed, iteration=it,
+                                             on_done=lambda _p, b=steps: b.update(cfg.local_steps))
+        enc = session.aggregate(locals_, weights)
+        idx = _eval_batches(holders, cfg, it)
+        loss = session.encrypted_loss(enc, [(h.X[ix], h.Y[ix]) for h, ix in zip(holders, idx)])
+    return {"iteration": it + 1, "loss_encrypted": loss,
+            "loss_mirror": _plain_loss(model, mirror_params[it + 1], holders, idx),
+            "loss_exact": _plain_loss(exact_model, exact_params[it + 1], holders, idx),
+            "seconds": time.perf_counter() - t_it, **split.summary(),
+            "bytes_per_party": session.bytes_per_party() - sent_before, "model": enc}
 
 def plain_fedavg(model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig,
                   weights) -> list[dict]:

@@ -33,7 +33,7 @@ MODES = ("train", "predict")
 # comes from (the data holders bring their own CSVs), under its CLI name (learning_rate ->
 # learning-rate); new RunConfig options are picked up automatically
 _NOT_RUN_KEYS = {"data", "dataset", "parties", "partition", "target", "features", "max_rows", "extra",
-                 "max_test_windows"}
+                 "max_test_windows", "workers"}  # workers: the in-process engine's; each node is one holder
 _RUN_FIELDS = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(RunConfig)
                if f.name not in _NOT_RUN_KEYS}
 
