@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	rm -rf runs/demo  # the demo starts afresh each time (rhode refuses to overwrite a run)
 	$(VENV)/bin/rhode demo --out runs/demo
 
 test: $(STAMP)
