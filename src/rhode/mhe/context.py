@@ -38,6 +38,9 @@ class MheContext:
         self.slots: int = params.slots
         self.rotation_indices: frozenset[int] = frozenset()
         self.has_relin_key: bool = False
+        # exact zero ciphertexts on this context's own ring parameters, by (level, scale degree):
+        # see rhode.mhe.serial.native (deserialized ciphertexts are re-based on them)
+        self._native_zeros: dict[tuple[int, int], fhe.Ciphertext] = {}
 
     def __repr__(self) -> str:
         return (f"MheContext(preset={self.params.name!r}, ring_dim={self.params.ring_dim}, "
