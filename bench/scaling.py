@@ -647,7 +647,19 @@ def write_markdown(res: dict, path: Path) -> None:
         L += ["", "The speed-up is the ratio of the medians. Worker start-up (spawn, import, key loading) "
               f"took {res['parallel'][0]['worker_start_seconds']:.1f} s once and is not part of an iteration. "
               "With more worker processes than cores, a worker that waits for a refresh leaves its core to "
-              "another one, and the parent's refresh rounds overlap with the other workers' computation.", ""]
+              "another one, and the parent's refresh rounds overlap with the other workers' computation.", "",
+              "**What bounds the speed-up.** Both cores are busy (parallel CPU / wall ~ 1.8-1.9), so the "
+              "speed-up is 2 x sequential CPU / parallel CPU: the parallel engine does 20-30 % more work. "
+              "The extra is moving ciphertexts between processes: each refreshed ciphertext is serialized "
+              "by its worker, read by the parent, refreshed, serialized again at the top level and read back "
+              "by the worker (OpenFHE's `DeserializeCiphertextString` alone takes ~10 ms per top-level "
+              "ciphertext at ring 2^13, plus the frame's blake2b digest), and every iteration moves the "
+              "global model to each worker and every local model back. A first version was much slower "
+              "(1.2x): ciphertexts deserialized by OpenFHE carry their own copy of the ring parameters, "
+              "and additions on them and on everything computed from them ran 10-15x slower; "
+              "`rhode.mhe.serial.native` now re-bases every deserialized ciphertext on the context's own "
+              "parameters. Going further means moving fewer bytes (the holders' final re-encryption of a "
+              "refresh done in the worker, so that only the small aggregated share travels back).", ""]
     if "eager" in res:
         L += ["## Refresh batching in-process", "",
               "The cipher backend's opportunistic batching (`eager_margin = 2`, the engine's default: a due "
