@@ -83,6 +83,7 @@ class FlowerTransport(Transport):
     """Rounds over a Flower ``Grid`` (the ServerApp's connection to the SuperLink)."""
 
     POLL = 0.1
+    RETRY = 2.0  # seconds before a node that answered discovery with a Flower error is asked again
 
     def __init__(self, grid) -> None:
         super().__init__()
@@ -97,12 +98,16 @@ class FlowerTransport(Transport):
         t0 = time.monotonic()
         deadline = t0 + timeout
         asked: dict[str, int] = {}  # message id -> node id, until it answers
-        contacted: set[int] = set()  # every node is asked once
+        contacted: set[int] = set()  # asked once; again after RETRY s if Flower answered with an error
         answers: dict[int, Payload] = {}
         nodes: dict[int, int] = {}
+        unavailable: dict[int, str] = {}  # node id -> Flower's error (e.g. a stale registration)
+        retry_at: dict[int, float] = {}
         sent_bytes = payload.nbytes()
         while True:
             for nid in self.grid.get_node_ids():
+                if nid in unavailable and time.monotonic() >= retry_at.get(nid, 0.0):
+                    contacted.discard(nid)  # ask again: it may have come back
                 if nid not in contacted:
                     ids = list(self.grid.push_messages([self._message(nid, step, payload, self.tag)]))
                     if ids and ids[0]:
@@ -111,6 +116,13 @@ class FlowerTransport(Transport):
             for msg in self._pull(list(asked)):
                 nid = asked.pop(msg.metadata.reply_to_message_id, None)
                 if nid is None:
+                    continue
+                if msg.has_error():
+                    # not fatal while discovering: a SuperNode that was restarted can leave its old
+                    # registration behind until the SuperLink expires it; the holder answers from its
+                    # new node (and if it never does, the deadline below names it)
+                    unavailable[nid] = str(msg.error.reason)
+                    retry_at[nid] = time.monotonic() + self.RETRY
                     continue
                 p = self._decode(step, msg, f"node {nid}")
                 party = p.config.get("party")
@@ -124,14 +136,16 @@ class FlowerTransport(Transport):
                     raise ProtocolError(f"nodes {nodes[party]} and {nid} both claim party index {party}; "
                                         "give every SuperNode its own party-index")
                 nodes[party], answers[party] = nid, p
+                unavailable.pop(nid, None)
             if len(answers) == n_parties:
                 break
             if time.monotonic() > deadline:
                 missing = sorted(set(range(n_parties)) - set(answers))
                 raise ProtocolError(
                     f"data holder(s) {', '.join(map(str, missing))} did not answer '{step}' within "
-                    f"{timeout:.0f} s ({len(answers)} of {n_parties} connected and answered); start their "
-                    "SuperNodes (node config party-index) or raise connect-timeout")
+                    f"{timeout:.0f} s ({len(answers)} of {n_parties} connected and answered"
+                    + "".join(f"; node {nid}: {why}" for nid, why in sorted(unavailable.items()))
+                    + "); start their SuperNodes (node config party-index) or raise connect-timeout")
             time.sleep(self.POLL)
         self.nodes = nodes
         self._record(RoundRecord(step, time.monotonic() - t0, dict.fromkeys(answers, sent_bytes),
