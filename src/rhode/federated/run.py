@@ -155,11 +155,9 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
         enc = session.encrypt_model(model.init_params(cfg.seed))
     iter_times = [h["seconds"] for h in history]
     workers = n_workers(cfg.workers, n)
-    with contextlib.ExitStack() as stack:
-        trainer = None
-        if workers > 1 and start < cfg.global_iterations:
-            trainer = stack.enter_context(bar.run(f"starting {workers} training workers",
-                                                  lambda: ParallelTrainer(session, workers)))
+    parallel = workers > 1 and start < cfg.global_iterations
+    with (bar.run(f"starting {workers} training workers", lambda: ParallelTrainer(session, workers))
+          if parallel else contextlib.nullcontext()) as trainer:
         for it in range(start, cfg.global_iterations):
             rec = _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
                                     model, exact_model, mirror_params, exact_params)
@@ -232,7 +230,6 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     return report
 
 
-
 def n_workers(requested: int, n_parties: int) -> int:
     """Training worker processes: ``requested`` (0 = one per CPU core this process may use), at most
     one per data holder; 1 means the sequential in-process engine."""
@@ -265,6 +262,7 @@ def _global_iteration(session, trainer, enc, holders, parties, weights, train_cf
             "loss_exact": _plain_loss(exact_model, exact_params[it + 1], holders, idx),
             "seconds": time.perf_counter() - t_it, **split.summary(),
             "bytes_per_party": session.bytes_per_party() - sent_before, "model": enc}
+
 
 def plain_fedavg(model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig,
                   weights) -> list[dict]:
