@@ -35,7 +35,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # Regenerates every figure under docs/ (tens of minutes on 2 cores; run on a quiet machine).
-BENCHES := mhe_ops approximations accuracy packing training scaling
+BENCHES := mhe_ops deserialized_ops approximations accuracy packing training scaling
 bench: $(STAMP)
 	@for b in $(BENCHES); do if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; fi; done
 

@@ -652,11 +652,11 @@ def write_markdown(res: dict, path: Path) -> None:
               "speed-up is 2 x sequential CPU / parallel CPU: the parallel engine does 20-30 % more work. "
               "The extra is moving ciphertexts between processes: each refreshed ciphertext is serialized "
               "by its worker, read by the parent, refreshed, serialized again at the top level and read back "
-              "by the worker (OpenFHE's `DeserializeCiphertextString` alone takes ~10 ms per top-level "
+              "by the worker (OpenFHE's `DeserializeCiphertextString` alone takes ~8 ms per top-level "
               "ciphertext at ring 2^13, plus the frame's blake2b digest), and every iteration moves the "
               "global model to each worker and every local model back. A first version was much slower "
               "(1.2x): ciphertexts deserialized by OpenFHE carry their own copy of the ring parameters, "
-              "and additions on them and on everything computed from them ran 10-15x slower; "
+              "and additions on them and on everything computed from them ran about 15x slower (`bench/deserialized_ops.py`); "
               "`rhode.mhe.serial.native` now re-bases every deserialized ciphertext on the context's own "
               "parameters. Going further means moving fewer bytes (the holders' final re-encryption of a "
               "refresh done in the worker, so that only the small aggregated share travels back).", ""]

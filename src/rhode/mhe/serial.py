@@ -297,10 +297,10 @@ def native(context, ct):
     """The same ciphertext on ``context``'s own ring parameters.
 
     A deserialized ciphertext carries its own copy of the ring parameters, and in OpenFHE 1.6 every
-    later operation on it, and on whatever is computed from it, runs slower: EvalAdd 3-5 ms instead
-    of 0.3-0.4 ms at ring 2^13 (measured; the parallel engine's workers, which receive the model and
-    the refreshed ciphertexts as bytes, spent 1.5x the in-process CPU time on local training before
-    this). Adding an exact zero made in this context (``x - x``, cached per level and scale degree)
+    later addition on it, and on whatever is computed from it, runs about 15x slower (EvalAdd 3.6 ms
+    instead of 0.23 ms at ring 2^13: ``bench/deserialized_ops.py``); the parallel engine's workers,
+    which receive the model and the refreshed ciphertexts as bytes, paid it on every step. Adding
+    an exact zero made in this context (``x - x``, cached per level and scale degree)
     gives a ciphertext with the same value whose operations run at full speed. Needs the joint
     public key (otherwise ``ct`` is returned as it is)."""
     if (context.public_key is None or ct.NumberCiphertextElements() != 2
