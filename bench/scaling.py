@@ -28,6 +28,7 @@ import os
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import cProfile  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
@@ -271,45 +272,58 @@ def profile_base(cell: str) -> dict:
 
 # ----------------------------------------------------------------------------------------------------
 # 3. parallel vs sequential
-def parallel_vs_sequential(cell: str, reps: int) -> dict:
+def parallel_vs_sequential(cell: str, reps: int, worker_counts=(PARALLEL_N, 2)) -> list[dict]:
+    """Sequential engine vs ParallelTrainer with each of ``worker_counts`` workers, iterations
+    alternating in the same run (same data, seed, starting model); one row per worker count."""
     from rhode.federated.parallel import ParallelTrainer
     from rhode.mhe import LocalCollective, preset
     N = PARALLEL_N
     coll = LocalCollective(preset(PRESET), N, measure_bytes=False)
     session, model, train, parties = make_session(cell, N, BASE["T"], BASE["d"], BASE["h"], coll)
     init = session.encrypt_model(model.init_params(SEED))
-    seq_wall, seq_cpu, par_wall, par_cpu, loads = [], [], [], [], []
-    seq, par = init, init
-    t0 = time.perf_counter()
-    with ParallelTrainer(session) as trainer:
-        start = time.perf_counter() - t0
+    seq_wall, seq_cpu, loads = [], [], []
+    par = {w: {"wall": [], "cpu": [], "enc": init} for w in worker_counts}
+    seq = init
+    with contextlib.ExitStack() as stack:
+        trainers = {}
+        for w in worker_counts:
+            t0 = time.perf_counter()
+            trainers[w] = stack.enter_context(ParallelTrainer(session, workers=w))
+            par[w]["start"] = time.perf_counter() - t0
         for it in range(reps):
             loads.append(os.getloadavg()[0])
             w0, c0 = time.perf_counter(), time.process_time()
             seq = global_iteration(session, seq, parties, train, it)
             seq_wall.append(time.perf_counter() - w0)
             seq_cpu.append(time.process_time() - c0)
-            w0 = time.perf_counter()
-            local = trainer.local_training(par, parties, train, seed=SEED, iteration=it)
-            par = session.aggregate(local, None)
-            par_wall.append(time.perf_counter() - w0)
-            par_cpu.append(trainer.last.cpu_seconds)
-            st = trainer.last
-        a, b = session.decrypt_model(seq), session.decrypt_model(par)
-    diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-    ms, mp_ = statistics.median(seq_wall), statistics.median(par_wall)
-    out = {"cell": cell, "N": N, "workers": N, "config": dict(BASE, N=N),
-           "sequential_wall_seconds": [round(x, 3) for x in seq_wall],
-           "parallel_wall_seconds": [round(x, 3) for x in par_wall],
-           "sequential_cpu_seconds": [round(x, 3) for x in seq_cpu],
-           "parallel_cpu_seconds": [round(x, 3) for x in par_cpu],
-           "speedup": round(ms / mp_, 3), "worker_start_seconds": round(start, 2),
-           "refresh_requests_last": st.refresh_requests, "refresh_rounds_last": st.refresh_rounds,
-           "max_abs_weight_diff": diff, "load_average_1min": loads}
-    print(f"  {cell} N={N}: sequential {ms:.2f} s, parallel {mp_:.2f} s wall -> {ms / mp_:.2f}x "
-          f"(refresh requests {st.refresh_requests} in {st.refresh_rounds} rounds), |diff| {diff:.1e}",
-          flush=True)
-    return out
+            for w, tr in trainers.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                local = tr.local_training(par[w]["enc"], parties, train, seed=SEED, iteration=it)
+                par[w]["enc"] = session.aggregate(local, None)
+                par[w]["wall"].append(time.perf_counter() - w0)
+                # parent (incl. aggregation) + workers
+                par[w]["cpu"].append(time.process_time() - c0 + sum(tr.last.worker_cpu_seconds.values()))
+                par[w]["stats"] = tr.last
+        a = session.decrypt_model(seq)
+        decrypted = {w: session.decrypt_model(par[w]["enc"]) for w in worker_counts}
+    ms = statistics.median(seq_wall)
+    rows = []
+    for w in worker_counts:
+        b, st = decrypted[w], par[w]["stats"]
+        diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+        mp_ = statistics.median(par[w]["wall"])
+        rows.append({"cell": cell, "N": N, "workers": w, "config": dict(BASE, N=N),
+                     "sequential_wall_seconds": [round(x, 3) for x in seq_wall],
+                     "parallel_wall_seconds": [round(x, 3) for x in par[w]["wall"]],
+                     "sequential_cpu_seconds": [round(x, 3) for x in seq_cpu],
+                     "parallel_cpu_seconds": [round(x, 3) for x in par[w]["cpu"]],
+                     "speedup": round(ms / mp_, 3), "worker_start_seconds": round(par[w]["start"], 2),
+                     "refresh_requests_last": st.refresh_requests, "refresh_rounds_last": st.refresh_rounds,
+                     "max_abs_weight_diff": diff, "load_average_1min": loads})
+        print(f"  {cell} N={N}, {w} workers: sequential {ms:.2f} s, parallel {mp_:.2f} s wall -> "
+              f"{ms / mp_:.2f}x (refresh requests {st.refresh_requests} in {st.refresh_rounds} rounds), "
+              f"|diff| {diff:.1e}", flush=True)
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -356,7 +370,8 @@ def encrypted_vs_mirror(cell: str, reps: int) -> dict:
 # 5. refresh batching in-process: eager margin on (engine default) vs off
 def eager_margin_effect(cell: str, N: int) -> dict:
     """Refreshed ciphertexts and CPU of one global iteration with the cipher backend's opportunistic
-    refresh batching (eager_margin = 2, the engine's default) and without it (None)."""
+    refresh batching (eager_margin = 2, what a deployment uses) and without it (None, the in-process
+    engine's default)."""
     from rhode.mhe import LocalCollective, preset
     coll = LocalCollective(preset(PRESET), N, measure_bytes=False)
     spent = time_refresh(coll)
@@ -722,10 +737,10 @@ def main() -> None:
             print(f"  {p['cell']}: {p['openfhe_share']:.1%} of {p['cpu_seconds']:.2f} s inside OpenFHE", flush=True)
     if "eager" in parts:
         print("== refresh batching (eager margin)", flush=True)
-        res["eager"] = [eager_margin_effect(c, BASE["N"]) for c in cells]
+        res["eager"] = [eager_margin_effect(c, n) for c in cells for n in sorted({BASE["N"], PARALLEL_N})]
     if "parallel" in parts:
         print("== parallel vs sequential", flush=True)
-        res["parallel"] = [parallel_vs_sequential(c, max(reps, 3)) for c in cells]
+        res["parallel"] = [row for c in cells for row in parallel_vs_sequential(c, max(reps, 3))]
     if "sweep" in parts:
         print("== sweep", flush=True)
         partial = args.out / ".scaling-sweep.jsonl"

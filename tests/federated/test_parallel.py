@@ -39,8 +39,9 @@ def _sequential(session, enc, holders, train, it):
 @pytest.mark.slow
 def test_parallel_equals_sequential(setup):
     session, model, train, holders = setup
-    init = session.encrypt_model(model.init_params(3))
-    seq, par = init, init
+    # separate encryptions: the sequential holders cache transposes on the model they share
+    seq, par = session.encrypt_model(model.init_params(3)), session.encrypt_model(model.init_params(3))
+    rotations = []
     with ParallelTrainer(session) as trainer:
         assert trainer.n_workers == 3
         for it in range(2):
@@ -52,6 +53,11 @@ def test_parallel_equals_sequential(setup):
             assert sorted(st.worker_cpu_seconds) == [0, 1, 2]
             assert st.refresh_requests > 0 and 1 <= st.refresh_rounds <= st.refresh_requests
             assert st.refreshed_ciphertexts > 0 and st.operations["rotations"] > 0
+            # the global model's transposes: computed by every worker in the first iteration, then
+            # once by the parent for all of them (as the sequential holders share them); the workers
+            # still transpose their own updated weights after the first local step
+            rotations.append(st.operations_by_op["transpose"]["rotations"])
+            assert it == 0 or rotations[it] < rotations[0], rotations
     a, b = session.decrypt_model(seq), session.decrypt_model(par)
     moved = max(float(np.max(np.abs(a[k] - model.init_params(3)[k]))) for k in a)
     assert moved > 1e-2

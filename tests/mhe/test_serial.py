@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from _mhe_util import at_last_usable_level
 
+from rhode import mhe as M
 from rhode.errors import SerializationError
 from rhode.mhe import (
     Party,
@@ -63,6 +64,22 @@ def test_ciphertext_round_trip_and_key_check(collectives, rng):
     # same parameters, other joint key: the key tag check rejects it
     with pytest.raises(SerializationError, match="under another key"):
         S.ciphertexts_from_bytes(col2.context, data)
+
+
+def test_ciphertext_of_another_crypto_context_is_rejected(col3, params, rng):
+    """Ciphertexts are read without OpenFHE's CRT precomputation, which is safe only when they resolve
+    to the loaded context: a ciphertext of other OpenFHE parameters (same ring) framed as ours is
+    rejected before any operation touches it."""
+    other = M.LocalCollective(replace(params, depth=params.depth - 1), 2)
+    ct = other.encrypt(rng.uniform(-1, 1, 8))
+    forged = S._pack(S.Kind.CIPHERTEXTS, params, [ct], {"levels": [ct.GetLevel()]})
+    with pytest.raises(SerializationError, match="another CryptoContext"):
+        S.ciphertexts_from_bytes(col3.context, forged)
+    # reading it did not leave the precomputation off for the next context that is loaded
+    back = S.context_from_bytes(S.context_to_bytes(col3.context))
+    x = rng.uniform(-1, 1, 8)
+    assert _err(col3.decrypt(S.ciphertexts_from_bytes(back, S.ciphertexts_to_bytes(
+        col3.context, [col3.encrypt(x)])), 8)[0], x) <= TOL
 
 
 def test_context_public_key_and_eval_keys_round_trip(col3, rng):

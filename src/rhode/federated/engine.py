@@ -54,9 +54,15 @@ class EncryptedSession:
         collective: the N data holders' keys (secret shares) and the joint public keys.
         model: the polynomial-activation model (same as the mirror's).
         batch: training mini-batch size b (the packing's chunk is derived from it).
+        eager_margin: the cipher backend's ``eager_margin``. ``None`` (default): a refresh round
+            takes only the ciphertexts that need it. In one process a round costs nothing beyond
+            its shares, and joining nearly spent ciphertexts early refreshes more of them (+24 % CPU
+            per global iteration at N = 4, RNN: ``bench/scaling.py``, part "eager"); a deployment,
+            where every round is a network round trip, sets a margin instead.
     """
 
-    def __init__(self, collective: LocalCollective, model: RecurrentModel, batch: int) -> None:
+    def __init__(self, collective: LocalCollective, model: RecurrentModel, batch: int,
+                 eager_margin: int | None = None) -> None:
         self.collective = collective
         self.model = model
         self.batch = batch
@@ -66,7 +72,8 @@ class EncryptedSession:
         self.timer = PhaseTimer()
         self._in_local = False
         self.evaluator = Evaluator(collective.context)
-        self.backend = CipherBackend(self.evaluator, self.plan, refresh=self._refresh)
+        self.backend = CipherBackend(self.evaluator, self.plan, refresh=self._refresh,
+                                     eager_margin=eager_margin)
         self.model_bytes_sent = 0  # bytes each data holder uploads (its ciphertexts), per holder
         self.worker_operations: dict[str, int] = {}  # counted in ParallelTrainer workers
 

@@ -28,6 +28,7 @@ Workers are started with the ``spawn`` method and ``OMP_NUM_THREADS=1`` (one thr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import time
@@ -60,6 +61,7 @@ class IterationStats:
         refresh_requests: requests the workers sent (without batching: one round each).
         refreshed_ciphertexts: ciphertexts refreshed.
         operations: evaluator operation counts summed over the holders.
+        operations_by_op: the same per backend operation (e.g. ``"transpose"``), summed over the holders.
     """
 
     wall_seconds: float = 0.0
@@ -70,6 +72,7 @@ class IterationStats:
     refresh_requests: int = 0
     refreshed_ciphertexts: int = 0
     operations: dict[str, int] = field(default_factory=dict)
+    operations_by_op: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def cpu_seconds(self) -> float:
@@ -91,6 +94,29 @@ def model_from_bytes(ctx, backend, shapes: dict[str, tuple[int, ...]], data: byt
     from rhode.mhe.serial import ciphertexts_from_bytes
     cts = ciphertexts_from_bytes(ctx, data, count=len(shapes))
     return {name: backend.import_param([ct], shape) for (name, shape), ct in zip(shapes.items(), cts)}
+
+
+def forms_to_bytes(ctx, backend, names: Sequence[str], params: dict) -> tuple[bytes, list[list[str]]]:
+    """Every materialized form of each parameter (nat, and transposes or diagonals computed once for
+    all holders) as one framed ciphertext list, and the form names per parameter in ``names`` order."""
+    from rhode.mhe.serial import ciphertexts_to_bytes
+    cts, layout = [], []
+    for name in names:
+        forms = backend.forms(params[name])
+        layout.append(list(forms))
+        cts.extend(forms.values())
+    return ciphertexts_to_bytes(ctx, cts), layout
+
+
+def forms_from_bytes(ctx, backend, shapes: dict[str, tuple[int, ...]], data: bytes,
+                     layout: Sequence[Sequence[str]]) -> dict:
+    """Inverse of :func:`forms_to_bytes`."""
+    from rhode.mhe.serial import ciphertexts_from_bytes
+    if len(layout) != len(shapes):
+        raise ProtocolError(f"the model has {len(shapes)} parameters, the layout names {len(layout)}")
+    cts = iter(ciphertexts_from_bytes(ctx, data, count=sum(len(f) for f in layout)))
+    return {name: backend.import_forms({f: next(cts) for f in forms}, shape)
+            for (name, shape), forms in zip(shapes.items(), layout, strict=True)}
 
 
 # -- the worker process ------------------------------------------------------------------------------------
@@ -124,6 +150,7 @@ def _worker_main(conn: Connection, context_bytes: bytes, eval_keys_bytes: bytes,
         conn.send(("error", type(exc).__name__, str(exc)))
         return
     conn.send(("ready", os.getpid()))
+    cached: tuple[int, dict] | None = None  # (model id, imported global model): shared by its holders
     while True:
         try:
             msg = conn.recv()
@@ -135,12 +162,17 @@ def _worker_main(conn: Connection, context_bytes: bytes, eval_keys_bytes: bytes,
         t0 = time.process_time()
         try:
             backend.reset_counters()
-            params = model_from_bytes(ctx, backend, model.param_shapes, job["model"])
+            if cached is None or cached[0] != job["model_id"]:
+                cached = None
+                cached = (job["model_id"], forms_from_bytes(ctx, backend, model.param_shapes,
+                                                            job["model"], job["forms"]))
+            params = cached[1]
             out = local_training(backend, model, params, job["X"], job["Y"], job["train"],
                                  seed=job["seed"], party=job["party"], iteration=job["iteration"])
             blob = model_to_bytes(ctx, backend, list(model.param_shapes), out)
-            ops = backend.counters()["total"]
-            conn.send(("done", blob, time.process_time() - t0, ops))
+            ops = backend.counters()
+            used = {name: sorted(p.forms) for name, p in params.items()}
+            conn.send(("done", blob, time.process_time() - t0, ops, used))
         except Exception as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
 
@@ -188,6 +220,8 @@ class ParallelTrainer:
             raise ParameterError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
         self.session = session
         self.last = IterationStats()
+        self._forms: dict[str, set[str]] = {}  # forms of the global model the holders' training used
+        self._model_ids = itertools.count()
         margin = session.backend.eager_margin if eager_margin == -1 else eager_margin
         ctx = session.collective.context
         blobs = (context_to_bytes(ctx), eval_keys_to_bytes(ctx))
@@ -272,7 +306,12 @@ class ParallelTrainer:
         session, be = self.session, self.session.backend
         ctx = session.collective.context
         names = list(session.model.param_shapes)
-        blob = model_to_bytes(ctx, be, names, params)
+        # the forms (transposes, diagonals) the last iteration's training used, computed once here for
+        # every holder, as the sequential engine's holders share them on the global model
+        for name, forms in self._forms.items():
+            be.add_forms(params[name], forms)
+        blob, layout = forms_to_bytes(ctx, be, names, params)
+        model_id = next(self._model_ids)
         queues: list[list[int]] = [list(range(w, n, self.n_workers)) for w in range(self.n_workers)]
         stats = IterationStats()
         results: dict[int, bytes] = {}
@@ -283,8 +322,9 @@ class ParallelTrainer:
                 return False
             party = queues[w].pop(0)
             X, Y = holders[party]
-            job = {"model": blob, "X": np.asarray(X), "Y": np.asarray(Y), "train": train, "seed": seed,
-                   "party": party, "iteration": iteration}
+            job = {"model": blob, "forms": layout, "model_id": model_id, "X": np.asarray(X),
+                   "Y": np.asarray(Y), "train": train, "seed": seed, "party": party,
+                   "iteration": iteration}
             self._conns[w].send(("train", job))
             current[w] = party
             return True
@@ -301,8 +341,14 @@ class ParallelTrainer:
                 elif msg[0] == "done":
                     results[current[w]] = msg[1]
                     stats.worker_cpu_seconds[current[w]] = msg[2]
-                    for k, v in msg[3].items():
+                    for k, v in msg[3]["total"].items():
                         ops[k] = ops.get(k, 0) + int(v)
+                    for op, counts in msg[3]["by_op"].items():
+                        mine = stats.operations_by_op.setdefault(op, {})
+                        for k, v in counts.items():
+                            mine[k] = mine.get(k, 0) + int(v)
+                    for name, forms in msg[4].items():
+                        self._forms.setdefault(name, set()).update(forms)
                     if on_done is not None:
                         on_done(current[w])
                     if not start_next(w):

@@ -12,6 +12,7 @@ instead of reaching OpenFHE's parser, which may crash the interpreter on garbage
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
@@ -170,6 +171,20 @@ def _parse(fn, blob: bytes, what: str):
     return obj
 
 
+@contextlib.contextmanager
+def _no_crt_precompute():
+    """Deserialize without OpenFHE's CRT precomputation for the crypto parameters each object
+    carries (~6.5 ms per ciphertext at 2^13, most of its deserialization time:
+    ``bench/deserialized_ops.py``). Safe only for objects of an already loaded context: their
+    context resolves to the loaded one, whose tables exist, and the callers reject any other."""
+    import openfhe as fhe
+    fhe.DisablePrecomputeCRTTablesAfterDeserializaton()
+    try:
+        yield
+    finally:
+        fhe.EnablePrecomputeCRTTablesAfterDeserializaton()
+
+
 def _check_ring(obj, params: CkksParams, what: str) -> None:
     try:
         ring = obj.GetCryptoContext().GetRingDimension()
@@ -280,9 +295,12 @@ def ciphertexts_from_bytes(context, data: bytes, kind: Kind = Kind.CIPHERTEXTS,
         key_tag = context.key_tag
     what = kind.name.lower()
     out = []
-    for blob, level in zip(blobs, levels, strict=True):
-        ct = _parse(fhe.DeserializeCiphertextString, blob, what)
+    with _no_crt_precompute():
+        parsed = [_parse(fhe.DeserializeCiphertextString, blob, what) for blob in blobs]
+    for ct, level in zip(parsed, levels, strict=True):
         _check_ring(ct, context.params, what)
+        if ct.GetCryptoContext() != context.cc:
+            raise SerializationError(f"{what} was made under another CryptoContext than this one")
         lv = ct.GetLevel()
         if not 0 <= lv <= context.params.depth or lv != level:
             raise SerializationError(f"{what} has an invalid level {lv}")

@@ -695,6 +695,24 @@ class CipherBackend:
             raise ParameterError(f"a parameter is one ciphertext, got {len(cts)}")
         return CipherParam(tuple(shape), self._next(), forms={"nat": cts[0]})
 
+    def forms(self, p: CipherParam) -> dict:
+        """Every materialized form of a parameter: form ("nat", "T", "diag") -> ciphertext."""
+        self._materialize(p)
+        return dict(p.forms)
+
+    def add_forms(self, p: CipherParam, forms: Iterable[str]) -> None:
+        """Materialize these forms of ``p`` now (cached on it, as a first use would): e.g. the
+        transposes every data holder's training needs, computed once for all of them. Levels: 1 per
+        form computed."""
+        for form in forms:
+            self._form(p, form)
+
+    def import_forms(self, forms: dict, shape: tuple[int, ...]) -> CipherParam:
+        """Inverse of :meth:`forms` (must contain "nat" or "T")."""
+        if not forms or not ({"nat", "T"} & set(forms)):
+            raise ParameterError(f"a parameter needs its nat or T form, got {sorted(forms)}")
+        return CipherParam(tuple(shape), self._next(), forms=dict(forms))
+
     def ciphertexts(self, t: CipherTensor) -> list:
         """Ciphertexts to decrypt a tensor: a parameter's nat form, or a batch tensor's chunks in
         its (resolved) layout; :meth:`decode` reads the decrypted slot vectors back."""
