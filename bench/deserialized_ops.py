@@ -2,7 +2,9 @@
 
 Prints, at the `test` preset (ring 2^13), the median CPU milliseconds of EvalAdd and EvalMult on a
 ciphertext as made in this process, as deserialized by OpenFHE alone, and as returned by
-`rhode.mhe.serial.ciphertexts_from_bytes` (re-based), plus the cost of (de)serialization itself.
+`rhode.mhe.serial.ciphertexts_from_bytes` (re-based), plus the cost of (de)serialization itself:
+OpenFHE's DeserializeCiphertextString with its default CRT precomputation for the crypto parameters
+every ciphertext carries, and without it (what `ciphertexts_from_bytes` does for a loaded context).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/deserialized_ops.py
 """
@@ -47,8 +49,11 @@ def main() -> None:
     for name, x in (("made in this process", ct), ("deserialized by OpenFHE", plain),
                     ("from ciphertexts_from_bytes (re-based)", rebased)):
         print(f"| {name} | {ms(lambda x=x: cc.EvalAdd(x, x)):.2f} | {ms(lambda x=x: cc.EvalMult(x, x), 10):.2f} |")
+    deser = ms(lambda: fhe.DeserializeCiphertextString(raw, fhe.BINARY), 10)
+    with S._no_crt_precompute():
+        deser_fast = ms(lambda: fhe.DeserializeCiphertextString(raw, fhe.BINARY), 10)
     print(f"Serialize {ms(lambda: fhe.Serialize(ct, fhe.BINARY)):.2f} ms, "
-          f"DeserializeCiphertextString {ms(lambda: fhe.DeserializeCiphertextString(raw, fhe.BINARY), 10):.2f} ms, "
+          f"DeserializeCiphertextString {deser:.2f} ms ({deser_fast:.2f} ms without CRT precomputation), "
           f"ciphertexts_to_bytes {ms(lambda: S.ciphertexts_to_bytes(ctx, [ct])):.2f} ms, "
           f"ciphertexts_from_bytes {ms(lambda: S.ciphertexts_from_bytes(ctx, framed, count=1), 10):.2f} ms")
 

@@ -472,13 +472,15 @@ def analysis(res: dict) -> list[str]:
                       for r in rows]
             share = [f(r) for r in rows for f in (lambda r: r["median_refresh_cpu_seconds"] / r["median_cpu_seconds"],)]
             per_party = [r["median_cpu_seconds"] / r["value"] for r in rows]
+            per_party_share, fixed = np.polyfit(np.array(xs, float), np.array(per_ct), 1)
             out += [f"**N ({C}).** Local training and aggregation grow with exponent "
                     f"{fit_exponent(xs, local):.2f}; the collective refreshes with {fit_exponent(xs, refr):.2f}. "
                     "Every holder refreshes about the same number of ciphertexts per step (refreshed per "
                     f"iteration: {', '.join(str(r['operations']['refreshed_ciphertexts']) for r in rows)} at N = "
                     f"{', '.join(map(str, xs))}), and each refresh needs a share from every one of the N parties "
-                    f"(CPU per refreshed ciphertext {', '.join(f'{1e3 * v:.0f}' for v in per_ct)} ms: ~11 ms of "
-                    "scale adjustment, CRP and re-encryption plus ~8 ms per party's IntMPBootDecrypt), so the "
+                    f"(CPU per refreshed ciphertext {', '.join(f'{1e3 * v:.0f}' for v in per_ct)} ms, "
+                    f"least squares {1e3 * fixed:.1f} ms + {1e3 * per_party_share:.1f} ms x N: scale adjustment, "
+                    "CRP and re-encryption once, IntMPBootDecrypt once per party), so the "
                     "in-process total is N x local + N^2 x shares: the refreshes are "
                     f"{', '.join(f'{v:.0%}' for v in share)} of the iteration. This quadratic term is the "
                     "N-out-of-N protocol's, not overhead: in a deployment the parties compute their shares in "
@@ -644,53 +646,66 @@ def write_markdown(res: dict, path: Path) -> None:
         L += [""] + profile_notes(res) + [""]
     if "parallel" in res:
         L += ["## Parallel engine", "",
-              f"`rhode.federated.parallel.ParallelTrainer` at N = {PARALLEL_N} ({base.replace('N = 2', f'N = {PARALLEL_N}')}), "
-              f"{PARALLEL_N} worker processes (one per data holder, public keys only, loaded once and reused) "
-              "on this machine's cores; the parent holds the secret shares and batches the refresh requests "
-              "pending from all workers into one collective round. Same data, seed and batches as the "
-              "sequential engine, alternating iterations in the same run. **Wall** seconds per global "
-              "iteration (local training + aggregation).", "",
-              "| cell | sequential s | parallel s | speed-up | CPU s seq / par | refresh requests -> rounds | "
-              "max weight diff | load avg |", "|---|---|---|---|---|---|---|---|"]
+              f"`rhode.federated.parallel.ParallelTrainer` at N = {PARALLEL_N} "
+              f"({base.replace('N = 2', f'N = {PARALLEL_N}')}) with {PARALLEL_N} worker processes (one per "
+              "data holder) and with 2 (one per core, the CLI's default `--workers 0`; each trains two "
+              "holders in turn). Workers hold public keys only, loaded once and reused; the parent holds "
+              "the secret shares and batches the refresh requests pending from all workers into one "
+              "collective round. Same data, seed and batches as the sequential engine, iterations "
+              "alternating in the same run. **Wall** seconds per global iteration (local training + "
+              "aggregation); CPU = parent + workers.", "",
+              "| cell | workers | sequential s | parallel s | speed-up | CPU s seq / par | "
+              "refresh requests -> rounds | max weight diff | load avg |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for p in res["parallel"]:
-            L.append(f"| {p['cell'].upper()} | {', '.join(f'{x:.2f}' for x in p['sequential_wall_seconds'])} | "
+            L.append(f"| {p['cell'].upper()} | {p['workers']} | "
+                     f"{', '.join(f'{x:.2f}' for x in p['sequential_wall_seconds'])} | "
                      f"{', '.join(f'{x:.2f}' for x in p['parallel_wall_seconds'])} | **{p['speedup']:.2f}x** | "
                      f"{statistics.median(p['sequential_cpu_seconds']):.2f} / "
                      f"{statistics.median(p['parallel_cpu_seconds']):.2f} | "
                      f"{p['refresh_requests_last']} -> {p['refresh_rounds_last']} | "
                      f"{p['max_abs_weight_diff']:.1e} | {', '.join(f'{x:.1f}' for x in p['load_average_1min'])} |")
+        starts = ", ".join(f"{p['worker_start_seconds']:.1f}" for p in res["parallel"])
         L += ["", "The speed-up is the ratio of the medians. Worker start-up (spawn, import, key loading) "
-              f"took {res['parallel'][0]['worker_start_seconds']:.1f} s once and is not part of an iteration. "
-              "With more worker processes than cores, a worker that waits for a refresh leaves its core to "
-              "another one, and the parent's refresh rounds overlap with the other workers' computation.", "",
-              "**What bounds the speed-up.** Both cores are busy (parallel CPU / wall ~ 1.8-1.9), so the "
-              "speed-up is 2 x sequential CPU / parallel CPU: the parallel engine does 20-30 % more work. "
-              "The extra is moving ciphertexts between processes: each refreshed ciphertext is serialized "
-              "by its worker, read by the parent, refreshed, serialized again at the top level and read back "
-              "by the worker (OpenFHE's `DeserializeCiphertextString` alone takes ~8 ms per top-level "
-              "ciphertext at ring 2^13, plus the frame's blake2b digest), and every iteration moves the "
-              "global model to each worker and every local model back. A first version was much slower "
-              "(1.2x): ciphertexts deserialized by OpenFHE carry their own copy of the ring parameters, "
-              "and additions on them and on everything computed from them ran about 15x slower (`bench/deserialized_ops.py`); "
-              "`rhode.mhe.serial.native` now re-bases every deserialized ciphertext on the context's own "
-              "parameters. Going further means moving fewer bytes (the holders' final re-encryption of a "
-              "refresh done in the worker, so that only the small aggregated share travels back).", ""]
+              f"took {starts} s once per trainer (rows in order) and is not part of an iteration. With "
+              "more workers than cores, a worker that waits for a refresh leaves its core to another "
+              "one, and the parent's refresh rounds overlap with the other workers' computation; with "
+              "one worker per core, a core idles while its worker waits for the parent.", "",
+              "**What it took, and what bounds it.** Both cores are busy, so the speed-up is about "
+              "2 x sequential CPU / parallel CPU: whatever the parallel engine does on top of the "
+              "sequential one costs twice. Three costs were found and removed: (1) OpenFHE gives a "
+              "deserialized ciphertext its own copy of the ring parameters, and additions on it and on "
+              "everything computed from it ran ~15x slower (`bench/deserialized_ops.py`); "
+              "`rhode.mhe.serial.native` re-bases it (speed-up 1.2x -> 1.45x). (2) OpenFHE's "
+              "`DeserializeCiphertextString` recomputes the CRT tables of the crypto parameters that "
+              "every ciphertext carries, most of its cost at ring 2^13 (`bench/deserialized_ops.py`); "
+              "`ciphertexts_from_bytes` reads ciphertexts with that precomputation off and rejects any "
+              "that do not resolve to the loaded context. (3) The sequential holders share one global "
+              "model object, so its transposes and bias diagonals are computed once per iteration; "
+              "each worker recomputed them. The parent now computes the forms the holders' training used "
+              "once and ships them with the model, and a worker's holders share the imported model. "
+              "What remains (parallel CPU ~10-15 % above sequential) is moving ciphertexts between "
+              "processes (serialization, the frame digest, the re-base) and the parent's refresh rounds, "
+              "which compute every party's share of every refreshed ciphertext in one process, as the "
+              "sequential engine does.", ""]
     if "eager" in res:
         L += ["## Refresh batching in-process", "",
-              "The cipher backend's opportunistic batching (`eager_margin = 2`, the engine's default: a due "
-              "refresh round also takes recent tensors with <= 2 levels left) saves rounds, which is what a "
-              "deployment pays for (one network round trip each); in-process a round is free but every "
-              "refreshed ciphertext costs one share per party, the term that grows as N^2. One global "
-              f"iteration at {base}:", "",
-              "| cell | eager margin | CPU s | refresh CPU s | refresh rounds | refreshed ciphertexts |",
-              "|---|---|---|---|---|---|"]
+              "The cipher backend's opportunistic batching (`eager_margin = 2`: a due refresh round also "
+              "takes recent tensors with <= 2 levels left) saves rounds, which is what a deployment pays "
+              "for (one network round trip each; the Flower engine keeps it); in-process a round is free "
+              "but every refreshed ciphertext costs one share per party, the term that grows as N^2, so "
+              "the in-process engines run without it (`EncryptedSession(..., eager_margin=None)`, the "
+              f"default, used by every other table on this page). One global iteration at {base} "
+              f"and at N = {PARALLEL_N}:", "",
+              "| cell | N | eager margin | CPU s | refresh CPU s | refresh rounds | refreshed ciphertexts |",
+              "|---|---|---|---|---|---|---|"]
         for e in res["eager"]:
             for m in ("2", "None"):
                 v = e[m]
-                L.append(f"| {e['cell'].upper()} | {m if m != 'None' else 'off'} | {v['cpu_seconds']:.2f} | "
-                         f"{v['refresh_cpu_seconds']:.2f} | {v['refresh_rounds']} | {v['refreshed_ciphertexts']} |")
-        L += ["", "Turning it off in the in-process engine (`CipherBackend(..., eager_margin=None)`) refreshes "
-              "fewer ciphertexts and so shrinks the N^2 term; the Flower engine should keep it on.", ""]
+                L.append(f"| {e['cell'].upper()} | {e['N']} | {m if m != 'None' else 'off'} | "
+                         f"{v['cpu_seconds']:.2f} | {v['refresh_cpu_seconds']:.2f} | {v['refresh_rounds']} | "
+                         f"{v['refreshed_ciphertexts']} |")
+        L.append("")
     if "mirror" in res:
         L += ["## Encrypted vs plaintext mirror", "",
               f"Same run, same data, seed and polynomials, {base}: the mirror is the numpy backend running "

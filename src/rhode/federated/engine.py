@@ -56,9 +56,9 @@ class EncryptedSession:
         batch: training mini-batch size b (the packing's chunk is derived from it).
         eager_margin: the cipher backend's ``eager_margin``. ``None`` (default): a refresh round
             takes only the ciphertexts that need it. In one process a round costs nothing beyond
-            its shares, and joining nearly spent ciphertexts early refreshes more of them (+24 % CPU
-            per global iteration at N = 4, RNN: ``bench/scaling.py``, part "eager"); a deployment,
-            where every round is a network round trip, sets a margin instead.
+            its shares, and joining nearly spent ciphertexts early refreshes more of them (GRU at
+            N = 4: 250 instead of 148 per global iteration, docs/benchmarks/scaling.md, "Refresh
+            batching"); a deployment, where every round is a network round trip, sets a margin.
     """
 
     def __init__(self, collective: LocalCollective, model: RecurrentModel, batch: int,
