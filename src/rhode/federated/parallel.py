@@ -10,6 +10,11 @@ waits; the parent, which holds the :class:`~rhode.mhe.LocalCollective` of an
 all workers at that moment into ONE collective refresh round and answers each worker with its own
 ciphertexts. Local models come back as bytes; aggregation (FedAvg) stays in the parent session.
 
+The global model is sent with every form (transposes, bias diagonals) that the holders' training
+used in the previous iteration, computed once by the parent: the sequential engine's holders share
+these on one model object, and recomputing them in every worker cost more than the ciphertexts'
+transfer. The holders a worker trains in turn share the model it imported.
+
 Every holder runs exactly the computation of the sequential engine (same plan, batches, polynomials,
 refresh rule), so both engines give the same model up to CKKS noise (tests/federated/test_parallel.py).
 
