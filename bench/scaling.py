@@ -576,7 +576,10 @@ def write_markdown(res: dict, path: Path) -> None:
            f"{res['meta_sweep']['load_average_at_start'][0]} at its start, "
            f"{res['meta_sweep'].get('load_average_at_end', ['?'])[0]} at its end, "
            f"{res['meta_sweep'].get('seconds_total', 0) / 60:.0f} minutes, {res['meta_sweep']['sweep_jobs']} "
-           "sweep processes at once)" if "meta_sweep" in res else "") + ".",
+           "sweep processes at once)" if "meta_sweep" in res else "")
+        + "".join(f"; part {part} ran on {date} in an earlier invocation (`--resume` kept it)"
+                  for part, date in sorted(res.get("part_dates", {}).items()) if date != meta["date"])
+        + ".",
         "",
         f"Set-up: insecure `test` preset (ring 2^13, 4096 slots, depth 10: fast enough for a sweep on two "
         f"cores; it has the same packing and operation counts per ciphertext as the secure presets), "
@@ -769,11 +772,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if "sweep" in res:
         plot(res["sweep"], cells, res["exponents"], args.out / "scaling.png", args.out / "scaling_ops.png")
+    res["part_dates"] = {p: meta["date"] for p in ("mirror", "profile", "eager", "parallel", "sweep") if p in res}
     if args.resume and (args.out / "scaling.json").exists():  # keep the parts not rerun
         old = json.loads((args.out / "scaling.json").read_text())
         for k in ("mirror", "profile", "eager", "parallel", "sweep", "exponents"):
             if k not in res and k in old:
                 res[k] = old[k]
+                if k != "exponents":
+                    res["part_dates"][k] = old.get("part_dates", {}).get(k, old["meta"]["date"])
         if "sweep" not in parts and "sweep" in old:
             res["meta_sweep"] = old.get("meta_sweep", old["meta"])
     (args.out / "scaling.json").write_text(json.dumps(res, indent=1) + "\n")
