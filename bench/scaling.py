@@ -651,8 +651,8 @@ def write_markdown(res: dict, path: Path) -> None:
         L += ["## Parallel engine", "",
               f"`rhode.federated.parallel.ParallelTrainer` at N = {PARALLEL_N} "
               f"({base.replace('N = 2', f'N = {PARALLEL_N}')}) with {PARALLEL_N} worker processes (one per "
-              "data holder) and with 2 (one per core, the CLI's default `--workers 0`; each trains two "
-              "holders in turn). Workers hold public keys only, loaded once and reused; the parent holds "
+              "data holder: the CLI's default `--workers 0` here, one per holder up to two per core) and "
+              "with 2 (one per core; each trains two holders in turn). Workers hold public keys only, loaded once and reused; the parent holds "
               "the secret shares and batches the refresh requests pending from all workers into one "
               "collective round. Same data, seed and batches as the sequential engine, iterations "
               "alternating in the same run. **Wall** seconds per global iteration (local training + "

@@ -34,8 +34,8 @@ _RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--test-fraction", "test_fraction", float, "last fraction of each holder's rows held out"),
     ("--max-test-windows", "max_test_windows", int, "test windows the querier asks about"),
     ("--workers", "workers", int,
-     "processes for the data holders' local training (default 0: one per CPU core, at most one per "
-     "holder; 1: sequential)"),
+     "processes for the data holders' local training (default 0: one per data holder, at most two per "
+     "CPU core; 1: sequential)"),
 ]
 
 # The command's defaults beyond RunConfig's: use every core for the holders' local training.

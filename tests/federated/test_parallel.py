@@ -5,6 +5,8 @@ dimensions, N = 3)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -114,4 +116,6 @@ def test_worker_count_resolution():
 
     assert n_workers(1, 5) == 1
     assert n_workers(4, 3) == 3  # at most one per data holder
-    assert 1 <= n_workers(0, 16) <= 16  # one per core
+    cores = len(os.sched_getaffinity(0))
+    assert n_workers(0, 64) == min(64, 2 * cores)  # at most two per core
+    assert n_workers(0, 2) == min(2, 2 * cores)  # one per holder

@@ -88,7 +88,8 @@ class RunConfig:
         if not (isinstance(self.clip_value, (int, float)) and 0 < self.clip_value <= 100):
             raise bad("--clip-value", f"{self.clip_value!r}; expected a number in (0, 100]")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 16:
-            raise bad("--workers", f"{self.workers!r}; expected 0 (one per CPU core) or 1 to 16 processes")
+            raise bad("--workers", f"{self.workers!r}; expected 0 (one per data holder, at most two "
+                      "per CPU core) or 1 to 16 processes")
         if not 0 < self.test_fraction < 1:
             raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
         return self

@@ -231,10 +231,12 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
 
 
 def n_workers(requested: int, n_parties: int) -> int:
-    """Training worker processes: ``requested`` (0 = one per CPU core this process may use), at most
-    one per data holder; 1 means the sequential in-process engine."""
+    """Training worker processes: ``requested``, at most one per data holder; 0 = one per data holder,
+    at most two per CPU core this process may use (with more workers than cores, a worker waiting for
+    a refresh leaves its core to another: docs/benchmarks/scaling.md, "Parallel engine"; and no worker
+    trains two holders while another idles); 1 means the sequential in-process engine."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(requested or cores, n_parties))
+    return max(1, min(requested or 2 * cores, n_parties))
 
 
 def _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
