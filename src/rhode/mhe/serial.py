@@ -174,7 +174,7 @@ def _parse(fn, blob: bytes, what: str):
 @contextlib.contextmanager
 def _no_crt_precompute():
     """Deserialize without OpenFHE's CRT precomputation for the crypto parameters each object
-    carries (~6.5 ms per ciphertext at 2^13, most of its deserialization time:
+    carries (most of its deserialization time: 10.5 vs 3.1 ms for a level-0 ciphertext at 2^13 in
     ``bench/deserialized_ops.py``). Safe only for objects of an already loaded context: their
     context resolves to the loaded one, whose tables exist, and the callers reject any other."""
     import openfhe as fhe
