@@ -7,11 +7,12 @@ argv: number of cases per deserializer, seed, mode ("frame" or "payload").
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 
 from rhode.errors import RhodeError
-from rhode.mhe import LocalCollective, Party, Querier, preset, refresh_prepare
+from rhode.mhe import LocalCollective, Party, Querier, codec, preset, refresh_prepare
 from rhode.mhe import serial as S
 
 
@@ -83,10 +84,10 @@ def reframe(data: bytes, rnd: random.Random) -> bytes:
     else:
         b = b[:rnd.randrange(1, len(b))]
         meta["sizes"] = [len(b)] if len(meta.get("sizes", [])) == 1 else meta.get("sizes")
-    head = S._HEAD.unpack_from(data)
-    body = S.json.dumps(meta, sort_keys=True).encode()
-    h = S._HEAD.pack(S.MAGIC, S.VERSION, head[2], head[3], len(body), len(b))
-    return h + S._digest(h, body, bytes(b)) + body + bytes(b)
+    head = codec._HEAD.unpack_from(data)
+    body = json.dumps(meta, sort_keys=True).encode()
+    h = codec._HEAD.pack(S.MAGIC, S.VERSION, head[2], head[3], len(body), len(b))
+    return h + codec._digest(h, body, bytes(b)) + body + bytes(b)
 
 
 def main(n: int, seed: int, mode: str) -> int:

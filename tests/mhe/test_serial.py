@@ -20,6 +20,7 @@ from rhode.mhe import (
     Party,
     Querier,
     aggregate_refresh,
+    codec,
     fuse_decryption,
     refresh_finalize,
     refresh_prepare,
@@ -72,7 +73,7 @@ def test_ciphertext_of_another_crypto_context_is_rejected(col3, params, rng):
     rejected before any operation touches it."""
     other = M.LocalCollective(replace(params, depth=params.depth - 1), 2)
     ct = other.encrypt(rng.uniform(-1, 1, 8))
-    forged = S._pack(S.Kind.CIPHERTEXTS, params, [ct], {"levels": [ct.GetLevel()]})
+    forged = codec._pack(S.Kind.CIPHERTEXTS, params, [ct], {"levels": [ct.GetLevel()]})
     with pytest.raises(SerializationError, match="another CryptoContext"):
         S.ciphertexts_from_bytes(col3.context, forged)
     # reading it did not leave the precomputation off for the next context that is loaded

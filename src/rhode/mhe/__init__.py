@@ -4,9 +4,15 @@ The only package of rhode that imports :mod:`openfhe`. Public API:
 
 * :class:`CkksParams`, :func:`preset`, :data:`PRESETS`, :func:`make_context` - parameters.
 * :class:`MheContext` - secret-free public side (CryptoContext, joint public key, key bookkeeping).
-* :class:`Party` - one data holder, one secret share, one method per share kind.
-* :mod:`rhode.mhe.protocols` - the aggregator's secret-free aggregate/finalize steps.
+* :class:`Party` - one data holder, one secret share (reached by the protocols through
+  :meth:`Party.with_secret`).
+* :mod:`rhode.mhe.protocols` - one module per collective protocol (share types with their byte
+  form, ``gen_share``, pairwise ``aggregate``, ``finalize``), :func:`~rhode.mhe.protocols.fold`.
+* :mod:`rhode.mhe.codec` - validated framing and codecs (:mod:`rhode.mhe.serial`: former names).
 * :class:`LocalCollective` - all parties in one process; :class:`Querier` - a querier's key pair.
+
+The list-based aggregator functions re-exported below (``aggregate_public_key``, ...) are aliases of
+the protocol modules (:mod:`rhode.mhe.protocols.legacy`).
 """
 
 from rhode.mhe.collective import LocalCollective
@@ -16,6 +22,7 @@ from rhode.mhe.party import Party
 from rhode.mhe.protocols import (
     MAX_PARTIES,
     MIN_PARTIES,
+    ProtocolKind,
     RefreshRequest,
     aggregate_key_switch,
     aggregate_public_key,
@@ -27,6 +34,7 @@ from rhode.mhe.protocols import (
     finalize_public_key,
     finalize_relin_key,
     finalize_rotation_keys,
+    fold,
     fuse_decryption,
     refresh_finalize,
     refresh_prepare,
@@ -42,6 +50,7 @@ __all__ = [
     "LocalCollective",
     "MheContext",
     "Party",
+    "ProtocolKind",
     "Querier",
     "RefreshRequest",
     "aggregate_key_switch",
@@ -54,6 +63,7 @@ __all__ = [
     "finalize_public_key",
     "finalize_relin_key",
     "finalize_rotation_keys",
+    "fold",
     "fuse_decryption",
     "make_context",
     "preset",

@@ -1,41 +1,35 @@
 """All N data holders and the aggregator in one process (tests, benchmarks, the in-process engine).
 
-:class:`LocalCollective` runs every protocol of :mod:`rhode.mhe.protocols` by calling the parties'
-share methods and the aggregator's secret-free steps directly. Keys are held once: the joint
-evaluation keys sit in OpenFHE's static maps under the joint tag, shared by every party object.
-``stats`` counts what a deployment would send, per party.
+:class:`LocalCollective` drives the protocols of :mod:`rhode.mhe.protocols` in process: every party's
+``gen_share`` is folded into one aggregate as it is made (:class:`~rhode.mhe.protocols.Accumulator`),
+then finalized. It holds no protocol logic of its own. Keys are held once: the joint evaluation keys
+sit in OpenFHE's static maps under the joint tag, shared by every party object. ``stats`` counts
+what a deployment would send, per party.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import openfhe as fhe
 
 from rhode.errors import ProtocolError
-from rhode.mhe import protocols as P
 from rhode.mhe.context import Ciphertext, MheContext
 from rhode.mhe.params import CkksParams
 from rhode.mhe.party import Party
+from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
+from rhode.mhe.protocols.base import Accumulator, ProtocolKind, check_party_count, payload_size
 
-_CT_SIZES: dict[tuple, int] = {}
+S = TypeVar("S")
+
+_nbytes = payload_size  # alias (rhode.federated.codec imports it): use protocols.base.payload_size
 
 
-def _nbytes(obj, kind: str = "") -> int:
-    """Serialized (BINARY) size of an OpenFHE object or a nested list of them. A ciphertext's size
-    depends only on its kind of share (refresh shares are compressed to fewer towers, which
-    ``GetLevel`` does not show), its context's modulus chain, its level and its number of elements:
-    it is serialized once per such shape."""
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(o, kind) for o in obj)
-    if isinstance(obj, fhe.Ciphertext):
-        cc = obj.GetCryptoContext()
-        key = (kind, cc.GetRingDimension(), cc.GetModulus(), obj.GetLevel(), obj.NumberCiphertextElements())
-        if key not in _CT_SIZES:
-            _CT_SIZES[key] = len(fhe.Serialize(obj, fhe.BINARY))
-        return _CT_SIZES[key]
-    return len(fhe.Serialize(obj, fhe.BINARY))
+def _new_stats() -> dict:
+    return {"refresh_rounds": 0, "refreshed_ciphertexts": 0, "decryption_rounds": 0,
+            "key_switch_rounds": 0, "bytes_per_party": 0}
 
 
 class LocalCollective:
@@ -57,17 +51,15 @@ class LocalCollective:
 
     def __init__(self, params: CkksParams, n_parties: int, rotations: Iterable[int] = (),
                  measure_bytes: bool = True) -> None:
-        P.check_party_count(n_parties)
-        self.context = MheContext(params)
+        check_party_count(n_parties)
+        self.context = ctx = MheContext(params)
         self.measure_bytes = measure_bytes
-        self.stats: dict = {"refresh_rounds": 0, "refreshed_ciphertexts": 0, "decryption_rounds": 0,
-                            "key_switch_rounds": 0, "bytes_per_party": 0}
-        ctx = self.context
+        self.stats: dict = _new_stats()
         lead = Party.create(ctx, 0)
-        self.parties: list[Party] = [lead] + [
-            Party.create(ctx, i, lead.public_key_share) for i in range(1, n_parties)]
-        self._sent(lambda p: p.public_key_share, "public_key")
-        P.finalize_public_key(ctx, P.aggregate_public_key(ctx, [p.public_key_share for p in self.parties]))
+        crp = public_key.PublicKeyCrp.of(public_key.gen_share(lead))
+        self.parties: list[Party] = [lead] + [Party.create(ctx, i, crp) for i in range(1, n_parties)]
+        public_key.finalize(ctx, self._round(public_key.gen_share, public_key.aggregate,
+                                             ProtocolKind.PUBLIC_KEY))
         for p in self.parties:
             p.bind_to_joint_key()
         self._relin_keygen()
@@ -77,13 +69,13 @@ class LocalCollective:
     def from_parts(cls, context: MheContext, parties: Sequence[Party],
                    measure_bytes: bool = True) -> LocalCollective:
         """Reassemble a collective from a context whose keys are installed (e.g. by
-        :func:`rhode.mhe.serial.load_eval_keys`) and its parties ``0..N-1`` (e.g. from
+        :func:`rhode.mhe.codec.load_eval_keys`) and its parties ``0..N-1`` (e.g. from
         :meth:`Party.load`). Runs no key generation."""
         context.require_public_key()
         if not context.has_relin_key:
             raise ProtocolError("the context has no relinearization key; load the evaluation keys first")
         parties = sorted(parties, key=lambda p: p.index)
-        P.check_party_count(len(parties))
+        check_party_count(len(parties))
         if [p.index for p in parties] != list(range(len(parties))):
             raise ProtocolError("a collective needs exactly the parties 0..N-1")
         if any(p.context is not context for p in parties):
@@ -92,8 +84,7 @@ class LocalCollective:
         self.context = context
         self.parties = list(parties)
         self.measure_bytes = measure_bytes
-        self.stats = {"refresh_rounds": 0, "refreshed_ciphertexts": 0, "decryption_rounds": 0,
-                      "key_switch_rounds": 0, "bytes_per_party": 0}
+        self.stats = _new_stats()
         return self
 
     def __repr__(self) -> str:
@@ -104,36 +95,35 @@ class LocalCollective:
         """Number of data holders."""
         return len(self.parties)
 
-    def _sent(self, per_party, kind: str) -> list:
-        """Collect one share per party via ``per_party(party)``; account its bytes (``kind`` names
-        the share for the size cache of :func:`_nbytes`)."""
-        shares = [per_party(p) for p in self.parties]
-        if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(shares[0], kind)  # every party's share has one size
-        return shares
+    def _round(self, gen: Callable[[Party], S], aggregate: Callable[[MheContext, S, S], S],
+               what: ProtocolKind, parties: Sequence[Party] | None = None) -> S:
+        """One round: every party's ``gen(party)``, folded as it is made. Accounts the bytes of one
+        share (every party's share has one size) in ``stats["bytes_per_party"]``."""
+        acc = Accumulator(self.context, aggregate, what)
+        for p in self.parties if parties is None else parties:
+            share = gen(p)
+            if acc.count == 0 and self.measure_bytes:
+                self.stats["bytes_per_party"] += share.payload_size()
+            acc.add(share)
+        return acc.result()
 
     # -- key generation -------------------------------------------------------------------------------
     def _relin_keygen(self) -> None:
-        ctx = self.context
-        lead_r1 = self.parties[0].relin_share_round1()
-        r1 = [lead_r1] + [p.relin_share_round1(lead_r1) for p in self.parties[1:]]
-        if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(lead_r1)
-        round1 = P.aggregate_relin_round1(ctx, r1)
-        r2 = self._sent(lambda p: p.relin_share_round2(round1), "relin2")
-        P.finalize_relin_key(ctx, P.aggregate_relin_round2(ctx, r2))
+        crp = relin.gen_crp(self.parties[0])
+        round1 = self._round(lambda p: relin.gen_round1(p, crp), relin.aggregate_round1,
+                             ProtocolKind.RELIN_ROUND1)
+        round2 = self._round(lambda p: relin.gen_round2(p, round1), relin.aggregate_round2,
+                             ProtocolKind.RELIN_ROUND2)
+        relin.finalize(self.context, round2)
 
     def add_rotation_keys(self, rotations: Iterable[int]) -> None:
         """Run collective rotation-key generation for the requested offsets that have no key yet."""
-        ctx = self.context
-        missing = sorted(ctx.missing_rotations(rotations))
+        missing = sorted(self.context.missing_rotations(rotations))
         if not missing:
             return
-        lead_share = self.parties[0].rotation_key_share(missing)
-        shares = [lead_share] + [p.rotation_key_share(missing, lead_share) for p in self.parties[1:]]
-        if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(lead_share)
-        P.finalize_rotation_keys(ctx, P.aggregate_rotation_keys(ctx, shares), missing)
+        crp = rotation.gen_crp(self.parties[0], missing)
+        joint = self._round(lambda p: rotation.gen_share(p, crp), rotation.aggregate, ProtocolKind.ROTATION)
+        rotation.finalize(self.context, joint)
 
     # -- ciphertext operations ------------------------------------------------------------------------
     def encrypt(self, values: np.ndarray) -> Ciphertext:
@@ -145,10 +135,9 @@ class LocalCollective:
         cts = list(cts)
         if not cts:
             return []
-        ctx = self.context
-        req = P.refresh_prepare(ctx, cts)
-        shares = self._sent(lambda p: p.refresh_share(req.c1s, req.crps), "refresh")
-        out = P.refresh_finalize(ctx, req, P.aggregate_refresh(ctx, shares))
+        req = refresh.prepare(self.context, cts)
+        agg = self._round(lambda p: refresh.gen_share(p, req), refresh.aggregate, ProtocolKind.REFRESH)
+        out = refresh.finalize(self.context, req, agg)
         self.stats["refresh_rounds"] += 1
         self.stats["refreshed_ciphertexts"] += len(cts)
         return out
@@ -167,16 +156,16 @@ class LocalCollective:
         if not idx or idx[0] < 0 or idx[-1] >= self.n_parties:
             raise ProtocolError(f"party indices must be within 0..{self.n_parties - 1}, got {idx}")
         cts = list(cts)
-        shares = [self.parties[i].decryption_share(cts, flood) for i in idx]
-        if self.measure_bytes:
-            self.stats["bytes_per_party"] += _nbytes(shares[0], "decryption")  # one size for all parties
+        agg = self._round(lambda p: decryption.gen_share(p, cts, flood), decryption.aggregate,
+                          ProtocolKind.DECRYPTION, [self.parties[i] for i in idx])
         self.stats["decryption_rounds"] += 1
-        return P.fuse_decryption(self.context, shares, length)
+        return decryption.finalize(self.context, agg, length)
 
     def key_switch(self, cts: Sequence[Ciphertext],
                    querier_public_key: fhe.PublicKey) -> list[Ciphertext]:
         """Switch ``cts`` from the joint key to a querier's public key (one collective round)."""
         cts = list(cts)
-        shares = self._sent(lambda p: p.key_switch_share(cts, querier_public_key), "key_switch")
+        agg = self._round(lambda p: key_switch.gen_share(p, cts, querier_public_key),
+                          key_switch.aggregate, ProtocolKind.KEY_SWITCH)
         self.stats["key_switch_rounds"] += 1
-        return P.aggregate_key_switch(self.context, shares)
+        return key_switch.finalize(self.context, agg)

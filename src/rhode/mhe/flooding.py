@@ -15,44 +15,27 @@ CKKS plaintext of i.i.d. complex Gaussian slot values (drawn from the OS CSPRNG)
 embedding is a scaled isometry, so i.i.d. Gaussian slots are i.i.d. Gaussian coefficients; with the
 COMPLEX data type the encoding keeps real and imaginary parts, so every coefficient is flooded.
 
-Run ``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound.
+The flooding itself is part of the decryption protocol (:mod:`rhode.mhe.protocols.decryption`:
+``gaussian_slots``, ``flood_sigma``, ``flood_share``, re-exported here); this module holds the
+measurement. Run ``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import numpy as np
 
-from rhode.mhe.context import Ciphertext, MheContext
+from rhode.mhe.collective import LocalCollective
+from rhode.mhe.context import Ciphertext
+from rhode.mhe.params import CkksParams, preset
+from rhode.mhe.protocols.decryption import flood_share, flood_sigma, gaussian_slots
+
+__all__ = ["flood_share", "flood_sigma", "gaussian_slots", "main", "measure_noise_bits"]
 
 
-def gaussian_slots(n: int, sigma: float) -> np.ndarray:
-    """``n`` i.i.d. circular complex Gaussians, each of real and imaginary std ``sigma`` (OS CSPRNG)."""
-    u = np.frombuffer(os.urandom(16 * n), dtype=np.uint64).astype(np.float64).reshape(2, n)
-    u = (u + 0.5) / 2.0**64  # in (0, 1)
-    r = np.sqrt(-2.0 * np.log(u[0])) * sigma
-    theta = 2.0 * np.pi * u[1]
-    return r * np.cos(theta) + 1j * r * np.sin(theta)
-
-
-def flood_sigma(context: MheContext) -> float:
-    """Flooding standard deviation per real component of a slot, in message units."""
-    p = context.params
-    return 2.0 ** (p.flood_bits - p.scale_bits)
-
-
-def flood_share(context: MheContext, share: Ciphertext, ct: Ciphertext) -> Ciphertext:
-    """Add flooding noise to a decryption share of ``ct`` (same level and scale degree as ``ct``)."""
-    cc = context.cc
-    noise = gaussian_slots(context.slots, flood_sigma(context))
-    pt = cc.MakeCKKSPackedPlaintext(noise, ct.GetNoiseScaleDeg(), ct.GetLevel())
-    return cc.EvalAdd(share, pt)
-
-
-def measure_noise_bits(params, n_parties: int = 3, trials: int = 3) -> dict[str, float]:
+def measure_noise_bits(params: CkksParams, n_parties: int = 3, trials: int = 3) -> dict[str, float]:
     """Measure log2 of the slot-noise standard deviation (in units of the scale; the quantity OpenFHE's
     EXEC_NOISE_ESTIMATION reports) of the ciphertexts a run may
     reveal: fresh, refreshed, after a product, after a rotation, after a 16-term dot product and after
@@ -60,8 +43,6 @@ def measure_noise_bits(params, n_parties: int = 3, trials: int = 3) -> dict[str,
 
     Returns ``{circuit: bits}`` plus ``"max"``.
     """
-    from rhode.mhe.collective import LocalCollective
-
     col = LocalCollective(params, n_parties, rotations=[1], measure_bytes=False)
     cc = col.context.cc
     joint_secret = cc.MultipartyKeyGen([p._secret for p in col.parties]).secretKey
@@ -103,8 +84,7 @@ def measure_noise_bits(params, n_parties: int = 3, trials: int = 3) -> dict[str,
 
 
 def main(argv: list[str]) -> None:  # pragma: no cover - measurement script
-    from rhode.mhe.params import preset
-
+    """Measure and print the noise bound of each named preset (default: all three)."""
     for name in argv or ["test", "default", "deep"]:
         s = measure_noise_bits(preset(name))
         print(name, " ".join(f"{k}={v:.2f}" for k, v in s.items()),

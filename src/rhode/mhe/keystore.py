@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from rhode.errors import CheckpointError, RhodeError
+from rhode.mhe.codec import context_from_bytes, context_to_bytes, eval_keys_to_bytes, load_eval_keys
 from rhode.mhe.collective import LocalCollective
 from rhode.mhe.party import Party
-from rhode.mhe.serial import context_from_bytes, context_to_bytes, eval_keys_to_bytes, load_eval_keys
 
 CONTEXT_FILE = "context.bin"
 EVAL_KEYS_FILE = "eval_keys.bin"

@@ -1,23 +1,27 @@
-"""A data holder's side of the collective protocols: one secret share, one method per share kind.
+"""A data holder: one secret share, and the one primitive through which the protocols use it.
 
-Each method takes only public inputs (common random polynomials, aggregated keys, ciphertexts) plus
-the party's own secret share and returns a *share* that the party sends to the aggregator. Shares
-never contain the secret in the clear. The secret itself is never shown in ``repr``, never pickled,
-and written to disk only by :meth:`Party.save` (mode 0600).
+The share generation of every collective protocol lives in its module of :mod:`rhode.mhe.protocols`
+(``gen_share(party, ...)``), which reaches the secret only through :meth:`Party.with_secret`. The
+former share methods (``relin_share_round1``, ``decryption_share``, ...) remain as aliases of those
+functions on raw OpenFHE objects. Shares never contain the secret in the clear. The secret itself
+is never shown in ``repr``, never pickled, and written to disk only by :meth:`Party.save` (mode 0600).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import openfhe as fhe
 
 from rhode.errors import ProtocolError, SerializationError
+from rhode.mhe.codec import Kind, frame, unframe
 from rhode.mhe.context import Ciphertext, MheContext
-from rhode.mhe.flooding import flood_share
+from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
+
+T = TypeVar("T")
 
 
 class Party:
@@ -43,20 +47,23 @@ class Party:
     # -- creation -----------------------------------------------------------------------------------
     @classmethod
     def create(cls, context: MheContext, index: int,
-               lead_public_key_share: fhe.PublicKey | None = None) -> Party:
-        """Sample a fresh secret share and its public-key share.
+               lead_public_key_share: fhe.PublicKey | public_key.PublicKeyCrp | None = None) -> Party:
+        """Sample a fresh secret share and its public-key share (:func:`public_key.sample_secret`).
 
-        The lead (``index == 0``) needs no input; every other party needs the lead's public-key share,
-        whose uniform part is the common random polynomial of the public-key protocol.
+        The lead (``index == 0``) needs no input; every other party needs the lead's public-key share
+        (raw, or as :class:`~rhode.mhe.protocols.public_key.PublicKeyCrp`), whose uniform part is the
+        common random polynomial of the public-key protocol.
         """
-        cc = context.cc
         if index == 0:
-            kp = cc.KeyGen()
+            crp = None
+        elif lead_public_key_share is None:
+            raise ProtocolError(f"party {index} needs the lead's public-key share to join")
+        elif isinstance(lead_public_key_share, public_key.PublicKeyCrp):
+            crp = lead_public_key_share
         else:
-            if lead_public_key_share is None:
-                raise ProtocolError(f"party {index} needs the lead's public-key share to join")
-            kp = cc.MultipartyKeyGen(lead_public_key_share, False, True)
-        return cls(context, index, kp.secretKey, kp.publicKey)
+            crp = public_key.PublicKeyCrp(lead_public_key_share)
+        secret, share = public_key.sample_secret(context, crp)
+        return cls(context, index, secret, share.key)
 
     def __repr__(self) -> str:
         return f"Party(index={self.index}, preset={self.context.params.name!r})"
@@ -69,81 +76,47 @@ class Party:
         """Whether this party is the lead (index 0)."""
         return self.index == 0
 
-    # -- key generation shares ----------------------------------------------------------------------
+    def with_secret(self, fn: Callable[[fhe.PrivateKey], T]) -> T:
+        """Call ``fn(secret)``: the one secret-touching primitive, for the ``gen_share`` steps of
+        :mod:`rhode.mhe.protocols` only (``fn`` must return a share, never the secret)."""
+        return fn(self._secret)
+
+    # -- former share methods: aliases of the protocol modules' gen_share, on raw OpenFHE objects ----
     def relin_share_round1(self, lead_round1_share: fhe.EvalKey | None = None) -> fhe.EvalKey:
-        """Round 1 of relinearization-key generation. The lead's share fixes the CRP; every other
-        party passes the lead's share in."""
+        """Alias: the lead's :func:`relin.gen_crp`, the others' :func:`relin.gen_round1`."""
         if self.is_lead:
-            return self.context.cc.KeySwitchGen(self._secret, self._secret)
-        if lead_round1_share is None:
-            raise ProtocolError(f"party {self.index} needs the lead's round-1 share")
-        return self.context.cc.MultiKeySwitchGen(self._secret, self._secret, lead_round1_share)
+            return relin.gen_crp(self).key
+        crp = None if lead_round1_share is None else relin.RelinCrp(lead_round1_share)
+        return relin.gen_round1(self, crp).key
 
     def relin_share_round2(self, round1_key: fhe.EvalKey) -> fhe.EvalKey:
-        """Round 2 of relinearization-key generation, from the aggregated round-1 key."""
-        return self.context.cc.MultiMultEvalKey(self._secret, round1_key, self.context.key_tag)
+        """Alias of :func:`relin.gen_round2`."""
+        return relin.gen_round2(self, relin.RelinRound1Share(round1_key)).key
 
     def rotation_key_share(self, rotations: Iterable[int],
                            lead_share: fhe.EvalKeyMap | None = None) -> fhe.EvalKeyMap:
-        """Share of the joint rotation keys for exactly ``rotations`` (slot offsets, negative allowed).
+        """Alias: the lead's :func:`rotation.gen_crp`, the others' :func:`rotation.gen_share`."""
+        if self.is_lead:
+            return rotation.gen_crp(self, rotations).keys
+        if lead_share is None:
+            raise ProtocolError(f"party {self.index} needs the lead's rotation-key share")
+        crp = rotation.RotationCrp(lead_share, rotation.as_rotation_tuple(rotations))
+        return rotation.gen_share(self, crp).keys
 
-        The lead's share fixes the CRPs; the others pass the lead's share in. The lead's share is made
-        under a throw-away tag and removed from OpenFHE's static key map at once, so no partial key
-        stays in memory beside the joint keys.
-        """
-        cc = self.context.cc
-        auto = cc.FindAutomorphismIndices(sorted(rotations))
-        if not self.is_lead:
-            if lead_share is None:
-                raise ProtocolError(f"party {self.index} needs the lead's rotation-key share")
-            return cc.MultiEvalAutomorphismKeyGen(self._secret, lead_share, auto, self.context.key_tag)
-        own_tag = self._secret.GetKeyTag()
-        tmp_tag = f"rhode-lead-{uuid.uuid4().hex}"
-        self._secret.SetKeyTag(tmp_tag)
-        try:
-            share = cc.EvalAutomorphismKeyGen(self._secret, auto)
-        finally:
-            self._secret.SetKeyTag(own_tag)
-            drop_automorphism_keys(cc, tmp_tag)
-        return share
-
-    # -- shares on ciphertexts ----------------------------------------------------------------------
     def decryption_share(self, cts: Sequence[Ciphertext], flood: bool = True) -> list[Ciphertext]:
-        """Threshold-decryption shares, one per ciphertext (the lead's carries ``c0``).
-
-        With ``flood`` (the default) each share carries noise flooding (:mod:`rhode.mhe.flooding`), as
-        every share that leaves its owner must; ``flood=False`` is for shares that stay in-process."""
-        cc = self.context.cc
-        cts = list(cts)
-        fn = cc.MultipartyDecryptLead if self.is_lead else cc.MultipartyDecryptMain
-        shares = list(fn(cts, self._secret))
-        if flood:
-            shares = [flood_share(self.context, d, ct) for d, ct in zip(shares, cts, strict=True)]
-        return shares
+        """Alias of :func:`decryption.gen_share` (flooded unless ``flood=False``)."""
+        return list(decryption.gen_share(self, cts, flood).cts)
 
     def refresh_share(self, c1s: Sequence[Ciphertext],
                       crps: Sequence[Ciphertext]) -> list[list[Ciphertext]]:
-        """Refresh (interactive bootstrapping) shares: for each ciphertext, the pair (masked
-        decryption, re-encryption share) of ``IntMPBootDecrypt``. Masked by uniform randomness."""
-        if len(c1s) != len(crps):
-            raise ProtocolError(f"refresh needs one CRP per ciphertext, got {len(c1s)} and {len(crps)}")
-        cc = self.context.cc
-        return [list(cc.IntMPBootDecrypt(self._secret, c1, a)) for c1, a in zip(c1s, crps, strict=True)]
+        """Alias of :func:`refresh.gen_share`: a pair ``[h0, h1]`` per ciphertext."""
+        share = refresh.gen_share(self, refresh.RefreshRequest([], list(c1s), list(crps)))
+        return [list(pair) for pair in share.pairs]
 
     def key_switch_share(self, cts: Sequence[Ciphertext],
                          querier_public_key: fhe.PublicKey) -> list[Ciphertext]:
-        """Public-key-switch shares towards a querier: the (flooded) decryption share plus a fresh
-        encryption of zero under the querier's key (the sum over all parties encrypts the message
-        under it). Never proxy re-encryption: a re-encryption key would give the querier ``s_i``."""
-        cc = self.context.cc
-        qtag = querier_public_key.GetKeyTag()
-        out = []
-        for ct, d in zip(cts, self.decryption_share(cts), strict=True):
-            zero = cc.MakeCKKSPackedPlaintext([0.0], ct.GetNoiseScaleDeg(), ct.GetLevel())
-            z = cc.Encrypt(querier_public_key, zero)
-            d.SetKeyTag(qtag)
-            out.append(cc.EvalAdd(z, d))
-        return out
+        """Alias of :func:`key_switch.gen_share`."""
+        return list(key_switch.gen_share(self, cts, querier_public_key).cts)
 
     # -- persistence --------------------------------------------------------------------------------
     def bind_to_joint_key(self) -> None:
@@ -152,7 +125,6 @@ class Party:
 
     def secret_bytes(self) -> bytes:
         """The framed secret share (for :meth:`save` and tests of a share computed elsewhere)."""
-        from rhode.mhe.serial import Kind, frame
         payload = fhe.Serialize(self._secret, fhe.BINARY)
         return frame(Kind.SECRET_SHARE, self.context.params, payload,
                      meta={"index": self.index})
@@ -181,7 +153,6 @@ class Party:
     @classmethod
     def from_secret_bytes(cls, context: MheContext, data: bytes) -> Party:
         """Inverse of :meth:`secret_bytes` (checks parameters, ring and, if known, the joint key tag)."""
-        from rhode.mhe.serial import Kind, unframe
         payload, meta = unframe(Kind.SECRET_SHARE, context.params, data)
         index = meta.get("index")
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16:
@@ -197,12 +168,3 @@ class Party:
             raise SerializationError("secret share belongs to another joint key")
         return cls(context, index, secret)
 
-
-def drop_automorphism_keys(cc: fhe.CryptoContext, tag: str) -> None:
-    """Remove the automorphism keys of one tag from OpenFHE's static map, keeping all others.
-
-    OpenFHE can only clear the whole map, so the other tags' maps are taken out and put back."""
-    keep = {t: m for t, m in cc.GetAllEvalAutomorphismKeys().items() if t != tag}
-    cc.ClearEvalAutomorphismKeys()
-    for t, m in keep.items():
-        cc.InsertEvalAutomorphismKey(m, t)
