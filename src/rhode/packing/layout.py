@@ -22,9 +22,10 @@ import numpy as np
 
 from rhode.errors import DataError
 from rhode.packing.plan import PackingPlan
+from rhode.packing.policy import Form, Layout
 
-LAYOUTS = ("R", "C")
-FORMS = ("nat", "T")
+LAYOUTS = (Layout.R, Layout.C)
+FORMS = (Form.NAT, Form.T)          # the encodable forms (diag is computed from nat)
 
 
 @lru_cache(maxsize=32)
@@ -62,7 +63,7 @@ def encode_batch(plan: PackingPlan, V: np.ndarray, layout: str) -> list[np.ndarr
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}")
     I, J, K = block_indices(plan)
-    feat = J if layout == "R" else I
+    feat = J if layout == Layout.R else I
     out = []
     for q in range(plan.n_chunks(b)):
         rows = q * plan.c + K
@@ -83,7 +84,7 @@ def decode_batch(plan: PackingPlan, vectors: list[np.ndarray], layout: str, b: i
     f = np.arange(n)
     for q, vec in enumerate(vectors):
         vec = np.asarray(vec, dtype=np.float64)
-        stride = plan.c if layout == "R" else plan.H * plan.c    # read at i = 0 (R) / j = 0 (C)
+        stride = plan.c if layout == Layout.R else plan.H * plan.c    # read at i = 0 (R) / j = 0 (C)
         idx = f[None, :] * stride + k[:, None]
         rows = q * plan.c + k
         ok = rows < b
@@ -101,13 +102,13 @@ def _check_param(plan: PackingPlan, W: np.ndarray) -> np.ndarray:
     return W
 
 
-def encode_param(plan: PackingPlan, W: np.ndarray, form: str = "nat") -> np.ndarray:
+def encode_param(plan: PackingPlan, W: np.ndarray, form: str = Form.NAT) -> np.ndarray:
     """Slot vector of a weight (n, m) or bias (m,) in form nat or T (replicated over k)."""
     W = _check_param(plan, W)
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}")
     I, J, _ = block_indices(plan)
-    r, s = (I, J) if form == "nat" else (J, I)
+    r, s = (I, J) if form == Form.NAT else (J, I)
     block = np.zeros(plan.block)
     if W.ndim == 2:
         ok = (r < W.shape[0]) & (s < W.shape[1])
@@ -119,17 +120,17 @@ def encode_param(plan: PackingPlan, W: np.ndarray, form: str = "nat") -> np.ndar
 
 
 def decode_param(plan: PackingPlan, vector: np.ndarray, shape: tuple[int, ...],
-                 form: str = "nat") -> np.ndarray:
+                 form: str = Form.NAT) -> np.ndarray:
     """Inverse of :func:`encode_param` (reads sample position k = 0 of the first block)."""
     vec = np.asarray(vector, dtype=np.float64)
     H, c = plan.H, plan.c
     if len(shape) == 2:
         i = np.arange(shape[0])[:, None]
         j = np.arange(shape[1])[None, :]
-        idx = (i * H + j) * c if form == "nat" else (j * H + i) * c
+        idx = (i * H + j) * c if form == Form.NAT else (j * H + i) * c
     else:
         j = np.arange(shape[0])
-        idx = j * c if form == "nat" else j * H * c
+        idx = j * c if form == Form.NAT else j * H * c
     return vec[idx]
 
 
@@ -161,9 +162,9 @@ def valid_region(shape: tuple[int, ...], form: str) -> dict[str, int]:
     """Mask keywords selecting the entries a parameter of ``shape`` occupies in ``form``."""
     if len(shape) == 2:
         n, m = shape
-        return {"rows": n, "cols": m} if form == "nat" else {"rows": m, "cols": n}
+        return {"rows": n, "cols": m} if form == Form.NAT else {"rows": m, "cols": n}
     (m,) = shape
-    return {"cols": m} if form == "nat" else {"rows": m}
+    return {"cols": m} if form == Form.NAT else {"rows": m}
 
 
 def rotate(v: np.ndarray, r: int) -> np.ndarray:

@@ -10,8 +10,20 @@
   and for biases the diag form), or, for a gradient not yet summed over the batch, *pending* parts
   (nat and/or T) that still need the sum over the samples of a chunk.
 
-Tensors are immutable values: operations return new tensors; caches (conversions, powers, forms)
-never go stale. Refresh replaces ciphertexts in place by fresh encryptions of the same values.
+What a tensor *represents* never changes: every Backend operation returns a new tensor. The objects
+themselves are mutable, and the backend changes them in place in three ways, none of which changes
+the value:
+
+* caches are filled: a conversion to the other layout (``full``), encoded plaintexts (``encoded``),
+  powers for polynomials (``powers``), further parameter forms (``forms``);
+* lazy states are resolved: a deferred or mixed batch tensor gets its parts in one layout, a pending
+  parameter (a gradient) is summed over the batch (its ``pending`` parts are replaced by a form);
+* a refresh (:mod:`rhode.tensor.levels`) overwrites ciphertexts in place, in ``parts``, ``full``,
+  ``forms`` and ``pending``, by level-0 encryptions of the same values, and clears ``powers``.
+
+Chunk lists may be shared between tensors (an operation's output can reuse an operand's list), so a
+refresh through one of them is seen by all: they hold the same values. Code that keeps a ciphertext
+taken out of a tensor (e.g. an exported one) keeps the old ciphertext, not a refreshed one.
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from rhode.packing import Layout
 
 
 class PlainBatch:
@@ -124,3 +138,20 @@ class CipherParam(CipherTensor):
     def __repr__(self) -> str:
         state = "pending " + "+".join(self.pending) if self.pending else "+".join(self.forms)
         return f"CipherParam(shape={self.shape}, {state})"
+
+
+def target_layout(*ts) -> Layout:
+    """Layout for an elementwise operation / product input among these batch tensors (plaintext ones
+    are ignored): one all the encrypted ones already hold (the newest operand's if it is among them),
+    else the newest operand's layout, else R."""
+    enc = [t for t in ts if isinstance(t, CipherBatch)]
+    if not enc:
+        return Layout.R
+    concrete = sorted((t for t in enc if t.pref is not None), key=lambda t: -t.seq)
+    common = set.intersection(*(set(t.full) for t in enc))
+    if common:
+        for t in concrete:
+            if t.pref in common:
+                return Layout(t.pref)
+        return Layout(sorted(common)[0])
+    return Layout(concrete[0].pref) if concrete else Layout.R

@@ -2,7 +2,10 @@
 
 ``ChebyshevPoly(a, b, coeffs)`` is f(x) = sum_k coeffs[k] * T_k(u) with u = (2x - a - b) / (b - a), the
 numpy.polynomial.chebyshev convention (no halved c0). The numpy backend evaluates it with
-``chebval``; the cipher backend hands it to OpenFHE's Chebyshev series evaluation.
+``chebval``. The cipher backend converts it to the power basis in x and evaluates that depth-optimally
+(floor(log2 degree) + 1 levels, :mod:`rhode.tensor.cipher_poly`; docs/architecture.md, "Departure:
+polynomials in the power basis"); only a series that is badly conditioned in the power basis, or of
+degree above 31, goes to OpenFHE's Chebyshev series evaluation.
 """
 
 from __future__ import annotations
