@@ -112,13 +112,12 @@ def demo(out, resume, quiet, config_path, **flags) -> None:
               help="how a bundled dataset is split among the data holders")
 @click.argument("more_data", nargs=-1, type=click.Path(dir_okay=False))
 @_run_options
-def train(out, resume, quiet, config_path, data, more_data, dataset, target, features, parties,
-          partition, **flags) -> None:
+def train(out, resume, quiet, config_path, more_data, **flags) -> None:
     """Train with one data holder per CSV file: rhode train --data A.csv B.csv C.csv --target COL --out DIR"""
-    flags.update(dataset=dataset, target=target, parties=parties, partition=partition)
-    files = list(data) + list(more_data)
+    files = list(flags.pop("data")) + list(more_data)
     if files:
         flags["data"] = files
+    features = flags.pop("features")
     if features:
         flags["features"] = [f.strip() for f in features.split(",") if f.strip()]
     _execute(config_path, dict(_CLI_DEFAULTS), flags, out, resume, quiet)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,47 +38,28 @@ def run_config(server_dir: Path, **over) -> dict:
     return cfg
 
 
-def direct_transport(node_configs: list[dict], dc):
-    """A DirectTransport whose data holders are this process's step functions (workers are real
-    processes watching this one)."""
-    from rhode.federated.flower.holder import handle
-    from rhode.federated.flower.settings import NodeConfig
-    from rhode.federated.flower.transport import DirectTransport
-
-    nodes = [NodeConfig.from_node_config(nc) for nc in node_configs]
-    pid = os.getpid()
-    return DirectTransport({n.party_index: (lambda step, p, n=n: handle(step, p, n, dc, pid)) for n in nodes})
-
-
-def in_process_reference(csvs: list[Path], rc: dict, queries=None) -> dict:
-    """What the in-process engine computes with the same data, options and seed: the decrypted global
-    model after each iteration, the revealed global statistics, and (for ``queries``, windows
-    (n, T, d)) the querier's predictions with the final model."""
-    from rhode.data import Normalizer
-    from rhode.federated.dataprep import encrypted_global_stats, load_holders, window_holders
-    from rhode.federated.engine import EncryptedSession
+def in_process_reference(csvs: list[Path], rc: dict, queries=None, workers: int = 1) -> dict:
+    """What an in-process engine (sequential, or ``workers`` worker processes) computes with the same
+    data, options and seed: the decrypted global model after each iteration, the revealed global
+    statistics, and (for ``queries``, windows (n, T, d)) the querier's predictions with the final model."""
+    from rhode.federated.config import RunConfig
+    from rhode.federated.dataprep import load_holders
+    from rhode.federated.engine import Federation
     from rhode.federated.flower.settings import DeployConfig
-    from rhode.mhe import preset
 
     dc = DeployConfig.from_run_config(rc)
-    cfg = dc.run.__class__(**{**dc.run.to_dict(), "data": tuple(str(c) for c in csvs),
-                              "features": dc.run.features})
+    cfg = RunConfig(**{**dc.run.to_dict(), "data": tuple(str(c) for c in csvs), "features": dc.run.features})
     holders = load_holders(cfg)
-    model, _, train_cfg = dc.models(holders[0].train.n_features)
-    session = EncryptedSession.create(preset(cfg.preset), len(holders), model, cfg.batch)
-    total = encrypted_global_stats([h.train for h in holders], session.secure_sum)
-    window_holders(holders, Normalizer.from_stats(total), cfg)
-    weights = [float(h.X.shape[0]) for h in holders]
-    enc = session.encrypt_model(model.init_params(cfg.seed))
-    models = []
-    for it in range(cfg.global_iterations):
-        local = [session.local_training(enc, h.X, h.Y, train_cfg, seed=cfg.seed, party=h.index, iteration=it)
-                 for h in holders]
-        enc = session.aggregate(local, weights)
-        models.append(session.decrypt_model(enc))
-    out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq}
-    if queries is not None:
-        out["predictions"] = session.predict(enc, queries)
+    with Federation(cfg, [h.train for h in holders], workers=workers) as fed:
+        total = fed.keygen()
+        enc = fed.agg.encrypt_model(fed.agg.model.init_params(cfg.seed))
+        models = []
+        for it in range(cfg.global_iterations):
+            enc, _ = fed.agg.iteration(it, enc, total)
+            models.append(fed.agg.decrypt_model(enc))
+        out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq}
+        if queries is not None:
+            out["predictions"] = fed.predict(enc, queries)
     return out
 
 
@@ -88,28 +68,30 @@ def decrypt_checkpoint(server_dir: Path, storages: list[Path]) -> tuple[int, dic
     test plays the unanimous data holders): (iteration, name -> array)."""
     import json
 
+    from rhode.federated import codec as K
     from rhode.federated.checkpoint import read_checkpoint
-    from rhode.federated.config import RunConfig
-    from rhode.federated.flower import model_io as M
-    from rhode.federated.flower.settings import DeployConfig
+    from rhode.federated.config import RunConfig, model_configs
+    from rhode.federated.files import load_public_keys
     from rhode.mhe import Party
-    from rhode.mhe import protocols as P
-    from rhode.mhe import serial as S
+    from rhode.mhe.protocols import decryption
+    from rhode.mhe.protocols.base import ProtocolKind, fold
+    from rhode.nn.model import RecurrentModel
 
     server_dir = Path(server_dir)
     meta = json.loads((server_dir / "run.json").read_text())
-    ctx = S.context_from_bytes((server_dir / "context.rhode").read_bytes())
-    S.load_eval_keys(ctx, (server_dir / "evalkeys.rhode").read_bytes())
-    model, _, _ = DeployConfig(RunConfig.from_dict(meta["config"])).models(int(meta["n_features"]))
-    backend = M.backend_for(ctx, model, meta["config"]["batch"], lambda cts: cts)
+    ctx = load_public_keys(server_dir)
+    cfg = RunConfig.from_dict(meta["config"])
+    model = RecurrentModel(model_configs(cfg, int(meta["n_features"]))[0])
+    backend = K.backend_for(ctx, model, cfg.batch, lambda cts: cts)
     parties = [Party.load(ctx, Path(s) / "party.key") for s in storages]
     ckpt = read_checkpoint(server_dir)
-    params = M.model_from_checkpoint(ctx, backend, model, ckpt.model)
+    params = K.model_from_checkpoint(ctx, backend, model, ckpt.model)
     out = {}
     for name, t in params.items():
         cts = backend.ciphertexts(t)
-        shares = [p.decryption_share(cts) for p in parties]
-        out[name] = backend.decode(t, P.fuse_decryption(ctx, shares))
+        shares = [decryption.gen_share(p, cts) for p in parties]
+        agg = fold(ctx, decryption.aggregate, shares, ProtocolKind.DECRYPTION)
+        out[name] = backend.decode(t, decryption.finalize(ctx, agg))
     return ckpt.iteration, out
 
 
@@ -120,7 +102,13 @@ def start_reference(csvs: list[Path], rc: dict):
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    return pool, pool.submit(in_process_reference, csvs, rc)
+    return pool, pool.submit(_both_in_process_engines, csvs, rc)
+
+
+def _both_in_process_engines(csvs: list[Path], rc: dict) -> dict:
+    out = in_process_reference(csvs, rc)
+    out["parallel_models"] = in_process_reference(csvs, rc, workers=2)["models"]
+    return out
 
 
 def wait_for_round(rounds_log: Path, step: str, tag: str, timeout: float) -> None:
@@ -146,9 +134,10 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Message, RecordDict
 from flwr.serverapp import ServerApp
 from rhode.federated.flower.settings import DeployConfig
-from rhode.federated.flower.wire import Payload, from_recorddict, to_recorddict
-from rhode.mhe import protocols as P
+from rhode.federated.flower.wire import from_recorddict, to_recorddict
+from rhode.federated.payload import Payload
 from rhode.mhe import serial as S
+from rhode.mhe.protocols import refresh
 
 app = ServerApp()
 
@@ -197,7 +186,7 @@ def main(grid, context):
     first = ask(grid, list(grid.get_node_ids()), [("hello", "query.hello", hello)], enough=all_parties,
                 timeout=120)["hello"]
     nodes = [n for n, a in first.items() if a["answered"]]
-    good = S.refresh_request_to_bytes(ctx, P.refresh_prepare(ctx, [ctx.encrypt(np.array([0.5]))]))
+    good = refresh.prepare(ctx, [ctx.encrypt(np.array([0.5]))]).to_bytes(ctx)
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x40
     results = ask(grid, nodes, [

@@ -7,7 +7,8 @@ One federation serves every test of this module (key generation is the expensive
    SuperNode is killed during iteration 2 (the run stops after round-timeout with an error naming
    holder 2, and the checkpoint of iteration 1 is kept); the node is restarted and a second resume
    completes iteration 2. The model, threshold-decrypted here with the holders' stored shares, equals
-   the in-process engine's (same data, options and seed) to <= 1e-3.
+   what the sequential and the parallel in-process engines compute (same data, options and seed) to
+   <= 1e-3: one protocol, three transports.
 2. a querier's encrypted prediction through the deployment decrypts to the plaintext prediction of
    that model.
 3. corrupted payloads sent to the real ClientApp are answered with rhode errors; the nodes survive.
@@ -35,12 +36,12 @@ from _flower_util import (
     wait_for_round,
     write_csvs,
 )
+from _localhost import LocalFederation
 
 from rhode.federated.checkpoint import read_checkpoint
-from rhode.federated.flower.localhost import LocalFederation
 from rhode.federated.flower.querier import FlowerQuerier
 from rhode.federated.flower.store import NodeStore
-from rhode.federated.run import predict_plain
+from rhode.federated.mirror import predict_plain
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
@@ -128,7 +129,10 @@ def test_training_with_a_killed_node_resumes_and_equals_in_process(deployment):
     moved = max(float(np.max(np.abs(ref["models"][-1][k] - ref["models"][0][k]))) for k in model)
     assert moved > 1e-3  # iteration 2 changed the model: the comparison is not vacuous
     hist = meta["history"]
-    assert [h["iteration"] for h in hist] == [1, 2] and all(h["refresh_points"] >= 1 for h in hist)
+    assert [h["iteration"] for h in hist] == [1, 2] and all(h["refresh_rounds"] >= 1 for h in hist)
+    # the third engine: the parallel in-process engine (holders in 2 worker processes) agrees too
+    for k, want in ref["parallel_models"][-1].items():
+        assert float(np.max(np.abs(model[k] - want))) <= TOL, k
     deployment["model"] = model
 
 

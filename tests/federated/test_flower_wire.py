@@ -10,23 +10,18 @@ import stat
 
 import numpy as np
 import pytest
+from _localhost import config_arg, make_certificates
 
 from rhode.errors import ParameterError, ProtocolError, RhodeError, SerializationError
-from rhode.federated.flower import worker as W
-from rhode.federated.flower.aggregator import Aggregator
-from rhode.federated.flower.localhost import config_arg, make_certificates
+from rhode.federated.aggregator import Aggregator
+from rhode.federated.flower import link as W
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import NodeStore
-from rhode.federated.flower.transport import DirectTransport
-from rhode.federated.flower.wire import (
-    ERROR_KEY,
-    Payload,
-    error_payload,
-    from_recorddict,
-    pack_bundle,
-    to_recorddict,
-    unpack_bundle,
-)
+from rhode.federated.flower.wire import from_recorddict, to_recorddict
+from rhode.federated.payload import ERROR_KEY, Payload, error_payload, pack_bundle, unpack_bundle
+from rhode.federated.schema import Step
+from rhode.federated.transport import LocalTransport
+from rhode.mhe import MheContext
 
 RC = {"n-parties": 3, "server-dir": "unused", "preset": "test", "hidden": 4, "timesteps": 3, "batch": 8,
       "target": "load", "round-timeout": 5.0}
@@ -128,7 +123,7 @@ def test_run_and_node_configuration_errors_name_the_key():
 def _setup_answers(corrupt_lead: bool):
     def holder(index):
         def handle(step, p):
-            assert step == "query.setup"
+            assert step == Step.SETUP
             out = Payload({"party": index, "columns": ["load", "temp"], "target": "load",
                            "features": ["load", "temp"], "count": 30.0, "exps": [4, 5]})
             if index == 0:
@@ -138,28 +133,35 @@ def _setup_answers(corrupt_lead: bool):
     return {i: holder(i) for i in range(3)}
 
 
+def _aggregator(dc: DeployConfig, transport) -> Aggregator:
+    return Aggregator(dc.run, dc.fingerprint(), transport, round_timeout=dc.round_timeout)
+
+
 def test_aggregator_rejects_a_corrupted_answer_and_names_the_holder(tmp_path):
     dc = DeployConfig.from_run_config({**RC, "server-dir": str(tmp_path / "server")})
-    agg = Aggregator(dc, DirectTransport(_setup_answers(corrupt_lead=True)))
+    # the bytes of a byte transport: every holder's answer crosses as a bundle
+    wire = {i: (lambda step, p, h=h: unpack_bundle(pack_bundle(h(step, p))))
+            for i, h in _setup_answers(corrupt_lead=True).items()}
+    agg = _aggregator(dc, LocalTransport(wire))
     with pytest.raises(ProtocolError, match="data holder 0 sent an unusable public-key answer"):
-        agg.keygen()
+        agg.keygen(MheContext(dc.params))
     # a holder that answers with another party index is refused too
     handlers = _setup_answers(corrupt_lead=False)
     handlers[2] = handlers[1]
-    agg = Aggregator(dc, DirectTransport(handlers))
+    agg = _aggregator(dc, LocalTransport(handlers))
     with pytest.raises(ProtocolError, match="data holder 2 answered 'query.setup' as party 1"):
-        agg.keygen()
+        agg.keygen(MheContext(dc.params))
 
 
 def test_missing_holder_is_named(tmp_path):
     dc = DeployConfig.from_run_config({**RC, "server-dir": str(tmp_path / "server")})
-    t = DirectTransport({0: lambda s, p: Payload({"party": 0}), 1: lambda s, p: Payload({"party": 1})})
+    t = LocalTransport({0: lambda s, p: Payload({"party": 0}), 1: lambda s, p: Payload({"party": 1})})
     with pytest.raises(ProtocolError, match="data holder\\(s\\) 2 did not answer 'query.refresh'"):
-        t.exchange("query.refresh", {0: Payload(), 1: Payload(), 2: Payload()}, dc.round_timeout)
-    t = DirectTransport({0: lambda s, p: error_payload(SerializationError("bad bytes")),
-                         1: lambda s, p: Payload({"party": 1})})
+        t.exchange(Step.REFRESH, {0: Payload(), 1: Payload(), 2: Payload()}, dc.round_timeout)
+    t = LocalTransport({0: lambda s, p: error_payload(SerializationError("bad bytes")),
+                        1: lambda s, p: Payload({"party": 1})})
     with pytest.raises(ProtocolError, match="data holder 0 rejected 'query.pcks': SerializationError: bad"):
-        t.exchange("query.pcks", {0: Payload(), 1: Payload()}, 5.0)
+        t.exchange(Step.KEY_SWITCH, {0: Payload(), 1: Payload()}, 5.0)
 
 
 def test_worker_without_keys_fails_to_start_with_a_rhode_error(tmp_path):

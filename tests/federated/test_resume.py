@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rhode.federated import codec as K
 from rhode.federated.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from rhode.federated.config import RunConfig
-from rhode.federated.engine import EncryptedSession
-from rhode.federated.run import model_configs
-from rhode.nn.model import RecurrentModel
+from rhode.federated.engine import Federation, parties_dir
+from rhode.federated.files import load_public_keys
 
 CONFIG = """
 dataset = "electricity"
@@ -38,10 +38,14 @@ def cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 def decrypted_model(out: Path) -> dict[str, np.ndarray]:
-    cfg = RunConfig.from_dict(json.loads((out / "run.json").read_text())["config"])
-    model = RecurrentModel(model_configs(cfg, 1)[0])
-    session = EncryptedSession.load(out, model, cfg.batch)
-    return session.decrypt_model(session.import_model(read_checkpoint(out).model))
+    """The run's checkpoint threshold-decrypted by its data holders (their stored shares)."""
+    meta = json.loads((out / "run.json").read_text())
+    cfg = RunConfig.from_dict(meta["config"])
+    with Federation(cfg, [None] * cfg.n_parties, parties_dir(out)) as fed:
+        fed.attach(load_public_keys(out), int(meta["n_features"]))
+        agg = fed.agg
+        return agg.decrypt_model(K.model_from_checkpoint(agg.ctx, agg.backend, agg.model,
+                                                         read_checkpoint(out).model))
 
 
 @pytest.mark.slow

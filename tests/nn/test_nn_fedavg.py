@@ -19,6 +19,7 @@ from rhode.nn import (
     local_training,
     train_federated,
 )
+from rhode.nn.train import BatchKey
 from rhode.tensor import NumpyBackend
 
 BE = NumpyBackend()
@@ -70,7 +71,7 @@ def test_train_federated_is_local_training_then_fedavg() -> None:
     res = train_federated(model, train, parties, global_iterations=2, seed=7)
     params = model.init_params(7)
     for k in range(2):
-        local = [local_training(BE, model, dict(params), X, Y, train, seed=7, party=i, iteration=k)
+        local = [local_training(BE, model, dict(params), X, Y, train, BatchKey(7, i, k))
                  for i, (X, Y) in enumerate(parties)]
         params = {n: np.mean([p[n] for p in local], axis=0) for n in params}
     for n in params:
@@ -87,7 +88,7 @@ def test_centralized_is_one_party() -> None:
     res = train_federated(model, train, [(X, Y)], global_iterations=2, seed=1)
     params = model.init_params(1)
     for k in range(2):
-        params = local_training(BE, model, params, X, Y, train, seed=1, party=0, iteration=k)
+        params = local_training(BE, model, params, X, Y, train, BatchKey(1, 0, k))
     for n in params:
         np.testing.assert_array_equal(res.params[n], params[n])
 
@@ -98,12 +99,12 @@ def test_local_training_rejects_bad_windows() -> None:
     train = TrainConfig(0.1, 4, 1)
     X = np.zeros((10, 5, 2))
     with pytest.raises(DataError, match=r"windows X must have shape \(n, T, 2\)"):
-        local_training(BE, model, params, X[:, :, :1], np.zeros((10, 1)), train, seed=0, party=0, iteration=0)
+        local_training(BE, model, params, X[:, :, :1], np.zeros((10, 1)), train, BatchKey(0, 0, 0))
     with pytest.raises(DataError, match=r"targets Y must have shape \(10, 1\)"):
-        local_training(BE, model, params, X, np.zeros((9, 1)), train, seed=0, party=0, iteration=0)
+        local_training(BE, model, params, X, np.zeros((9, 1)), train, BatchKey(0, 0, 0))
     X[3, 2, 1] = np.nan
     with pytest.raises(DataError, match="NaN"):
-        local_training(BE, model, params, X, np.zeros(10), train, seed=0, party=0, iteration=0)
+        local_training(BE, model, params, X, np.zeros(10), train, BatchKey(0, 0, 0))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rhode.errors import CheckpointError
+from rhode.federated.files import atomic_write
 
 MAGIC = b"RHODECKP"
 CHECKPOINT_NAME = "checkpoint.rhode"
@@ -59,21 +58,9 @@ def write_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
         "state": ckpt.state,
     }
     head = json.dumps(header, sort_keys=True).encode()
-    digest = hashlib.sha256()
+    body = b"".join([MAGIC, struct.pack("<I", len(head)), head, *blobs])
     target = directory / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in (MAGIC, struct.pack("<I", len(head)), head, *blobs):
-                fh.write(chunk)
-                digest.update(chunk)
-            fh.write(digest.digest())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, body + hashlib.sha256(body).digest(), mode=0o600)
     return target
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import tomli
 
 from rhode.errors import ParameterError
+from rhode.nn.config import ModelConfig, TrainConfig
 
 CELLS = ("rnn", "gru", "lstm")
 CLIPS = ("none", "poly", "tanh", "abs")
@@ -133,6 +134,28 @@ class RunConfig:
             return cls(**flat).validate()
         except TypeError as exc:
             raise ParameterError(f"malformed configuration: {exc}") from None
+
+
+def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelConfig, TrainConfig]:
+    """(polynomial model = mirror and encrypted run, exact model = baseline, training config)."""
+    # tanh: degree 7 on [-2.5, 2.5] costs the same 3 levels as degree 5 in the power-basis evaluation;
+    # how close the mirror trains to exact tanh is in docs/accuracy.md
+    act = {"tanh_interval": cfg.tanh_interval, "tanh_degree": cfg.tanh_degree}
+    poly = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="poly", **act).validate()
+    exact = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="exact", **act).validate()
+    train = TrainConfig(cfg.learning_rate, cfg.batch, cfg.local_steps, clip=cfg.clip,
+                        clip_value=cfg.clip_value, clip_bound=2.0 * cfg.clip_value).validate()
+    return poly, exact, train
+
+
+def run_fingerprint(cfg: RunConfig) -> str:
+    """What a resume must match: the options that change what is computed, the preset, and the model
+    and training configuration derived from them (approximation intervals and degrees, clip bound),
+    so that a software version with other defaults cannot resume a run."""
+    poly, _, train = model_configs(cfg, 1)
+    derived = json.dumps([dataclasses.asdict(poly), dataclasses.asdict(train)], sort_keys=True)
+    digest = hashlib.sha256(derived.encode()).hexdigest()[:8]
+    return f"{cfg.fingerprint()}-{cfg.preset}-{digest}"
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -1,18 +1,20 @@
 """Each data holder's data for a run: load, split, window; global normalization statistics.
 
 The normalization needs global statistics that no party reveals on its own: each data holder
-encrypts its (pre-scaled) count, sums and sums of squares under the collective key, the aggregator
-adds the ciphertexts and only the total is threshold-decrypted (:func:`encrypted_global_stats`).
-Two rounds: the mean, then the variance from centred squares. The pre-scaling keeps every slot in
-[-1, 1] (CKKS precision): column j is multiplied by 2^-e_j, where e_j is the largest of the parties'
-published magnitude exponents ceil(log2 max|x_j|) (a coarse power-of-two bound), and everything is
-divided by the public total row count.
+encrypts its pre-scaled column sums under the collective key, the aggregator adds the ciphertexts
+and only the total is threshold-decrypted (:meth:`rhode.federated.aggregator.Aggregator.keygen`).
+Two secure sums: the mean, then the variance from squares centred on the revealed mean (no
+cancellation, so the flooding noise of the decryption costs little precision). The pre-scaling keeps
+every slot in [-1, 1] (CKKS precision): column j is multiplied by 2^-e_j, where e_j is the largest
+of the parties' published magnitude exponents ceil(log2 max|x_j|) (a coarse power-of-two bound),
+and everything is divided by the public total row count.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +31,7 @@ from rhode.data import (
     partition,
     train_test_split,
 )
-from rhode.errors import DataError
+from rhode.errors import DataError, ProtocolError, SerializationError
 from rhode.federated.config import RunConfig
 
 
@@ -78,7 +80,7 @@ def load_holders(cfg: RunConfig) -> list[HolderData]:
     return holders
 
 
-def _stat_columns(series: TimeSeries) -> np.ndarray:
+def stat_values(series: TimeSeries) -> np.ndarray:
     """(n, c) values of ``series.stat_columns`` (features, then the target if it is not a feature)."""
     if series.target_is_feature:
         return series.values
@@ -91,31 +93,41 @@ def magnitude_exponents(values: np.ndarray) -> np.ndarray:
     return np.ceil(np.log2(np.maximum(peak, 1e-12))).astype(int)
 
 
-def encrypted_global_stats(series: Sequence[TimeSeries],
-                           secure_sum: Callable[[list[np.ndarray]], np.ndarray]) -> Stats:
-    """Global mean and variance of every column from the parties' rows, in two secure sums.
+def stats_vector(values: np.ndarray, exps: list[int], total_rows: float) -> np.ndarray:
+    """What a holder encrypts for one secure sum of the global statistics: its column sums of
+    ``values`` pre-scaled by the public powers of two 2^-e, divided by the public total row count
+    (every entry in [-1, 1])."""
+    scale = np.exp2(-np.asarray(exps, dtype=float))
+    if scale.shape != (values.shape[1],):
+        raise ProtocolError(f"expected {values.shape[1]} column exponents, got {scale.size}")
+    return (values * scale).sum(axis=0) / total_rows
 
-    ``secure_sum(vectors)`` receives one plaintext vector per party (values in [-1, 1]); it must
-    encrypt each under the collective key, add the ciphertexts and threshold-decrypt only the sum.
-    Round 1 reveals the global mean, round 2 the global variance from centred squares (no
-    cancellation, so the flooding noise of the decryption costs little precision). Public inputs: the
-    row counts and, per round and column, the largest of the parties' power-of-two magnitude bounds.
-    """
-    first = series[0]
-    values = [_stat_columns(s) for s in series]
-    total_rows = float(sum(len(v) for v in values))
-    c = len(first.stat_columns)
 
-    def secure_mean(parts: list[np.ndarray]) -> np.ndarray:
-        scale = np.exp2(-np.max([magnitude_exponents(p) for p in parts], axis=0).astype(float))
-        total = secure_sum([(p * scale).sum(axis=0) / total_rows for p in parts])
-        return np.asarray(total, dtype=np.float64)[:c] / scale
+def unscale(values: np.ndarray, exps: list[int], what: str) -> np.ndarray:
+    """Undo the public pre-scaling of a decrypted statistics sum; a value beyond its public bound
+    means the threshold decryption failed (shares that do not match the joint key)."""
+    bound = np.exp2(np.asarray(exps, dtype=float))
+    out = values * bound
+    if not np.all(np.isfinite(out)) or np.any(np.abs(out) > 1.01 * bound + 1e-9):
+        raise ProtocolError(f"the threshold decryption of the global {what} is wrong (outside the "
+                            "public bounds): the data holders' secret shares do not match the joint key")
+    return out
 
-    mean = secure_mean(values)
-    var = secure_mean([(v - mean) ** 2 for v in values])
-    var = np.maximum(var, 0.0)
-    return Stats(tuple(first.stat_columns), first.target_name, total_rows, mean * total_rows,
-                 (var + mean ** 2) * total_rows)
+
+def stats_to_json(s: Stats) -> str:
+    """The revealed global statistics as JSON (run.json, messages)."""
+    return json.dumps({"columns": list(s.columns), "target": s.target, "count": s.count,
+                       "sum": list(map(float, s.sum)), "sumsq": list(map(float, s.sumsq))})
+
+
+def stats_from_json(text: str) -> Stats:
+    """Inverse of :func:`stats_to_json` (SerializationError if malformed)."""
+    try:
+        d = json.loads(text)
+        return Stats(tuple(d["columns"]), str(d["target"]), float(d["count"]),
+                     np.asarray(d["sum"], dtype=float), np.asarray(d["sumsq"], dtype=float))
+    except (ValueError, KeyError, TypeError):
+        raise SerializationError("global statistics are malformed") from None
 
 
 def window_holders(holders: Sequence[HolderData], norm: Normalizer, cfg: RunConfig) -> None:
@@ -134,5 +146,5 @@ def querier_windows(holders: Sequence[HolderData], limit: int) -> tuple[np.ndarr
     return X, Y
 
 
-__all__ = ["HolderData", "encrypted_global_stats", "load_holders", "querier_windows",
-           "window_holders"]
+__all__ = ["HolderData", "load_holders", "magnitude_exponents", "querier_windows", "stat_values",
+           "stats_from_json", "stats_to_json", "stats_vector", "unscale", "window_holders"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rhode.federated.files import atomic_write
 
 
 def peak_rss_mb(workers: int = 1) -> float:
@@ -27,11 +27,7 @@ def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=_jsonable)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
     return path
 
 
@@ -55,15 +51,7 @@ def plot_loss(path: str | Path, curves: dict[str, list[float]], title: str) -> P
     for label, values in curves.items():
         if values:
             ax.plot(range(1, len(values) + 1), values, styles.get(label, "-"), label=label)
-    ax.set_xlabel("global iteration")
-    ax.set_ylabel("training loss (MSE/2, normalized units)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, ax, path, "global iteration", "training loss (MSE/2, normalized units)", title)
 
 
 def plot_predictions(path: str | Path, truth: np.ndarray, series: dict[str, np.ndarray],
@@ -78,8 +66,15 @@ def plot_predictions(path: str | Path, truth: np.ndarray, series: dict[str, np.n
     ax.plot(truth, "k-", lw=1.5, label="truth")
     for label, values in series.items():
         ax.plot(values, lw=1.0, alpha=0.85, label=label)
-    ax.set_xlabel("test window")
-    ax.set_ylabel(unit or "target")
+    return _finish(fig, ax, path, "test window", unit or "target", title)
+
+
+def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, save (120 dpi) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

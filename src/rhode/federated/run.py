@@ -1,11 +1,14 @@
-"""A whole run: keys, encrypted global statistics, encrypted FedAvg training with checkpoints, the
-plaintext mirror and exact baselines, encrypted prediction for a querier, report and plots.
+"""A whole in-process run: keys, encrypted global statistics, encrypted FedAvg training with checkpoints,
+the plaintext mirror and exact baselines, encrypted prediction for a querier, report and plots.
 
-This is what ``rhode demo`` and ``rhode train`` execute, with every party in this process (the
-in-process engine). Directory layout of ``--out``::
+This is what ``rhode demo`` and ``rhode train`` execute: the protocol of
+:class:`~rhode.federated.aggregator.Aggregator` and :class:`~rhode.federated.holder.HolderSide`
+carried by an in-process :class:`~rhode.federated.engine.Federation`; what this module adds is
+policy: the mirror, checkpoints, the report. Directory layout of ``--out``
+(:mod:`rhode.federated.files`)::
 
     run.json            configuration, fingerprint, CKKS parameters, revealed global statistics
-    keys/               public context and joint evaluation keys (no secret)
+    context.rhode       public context (joint public key); evalkeys.rhode: joint evaluation keys
     parties/party-i.key each data holder's secret share (mode 0600; in a deployment, on its own machine)
     checkpoint.rhode    encrypted global model + run state after the last completed global iteration
     report.json, loss.png, predictions.png, predictions.csv
@@ -13,221 +16,262 @@ in-process engine). Directory layout of ``--out``::
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhode.data import Normalizer, Stats, load_csv, make_windows
+from rhode.data import Normalizer, load_csv, make_windows
 from rhode.errors import CheckpointError, DataError
+from rhode.federated import codec as K
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
-from rhode.federated.config import RunConfig
+from rhode.federated.config import RunConfig, model_configs, run_fingerprint
 from rhode.federated.dataprep import (
-    encrypted_global_stats,
     load_holders,
     querier_windows,
+    stats_from_json,
+    stats_to_json,
     window_holders,
 )
-from rhode.federated.engine import EncryptedSession
-from rhode.federated.parallel import ParallelTrainer
+from rhode.federated.engine import Federation, parties_dir
+from rhode.federated.files import RUN_JSON, load_public_keys, read_run_json, save_public_keys
+from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
 from rhode.federated.report import peak_rss_mb, plot_loss, plot_predictions, write_json
 from rhode.mhe import preset
-from rhode.nn.config import ModelConfig, TrainConfig
-from rhode.nn.fedavg import fedavg
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import batch_indices, local_training
-from rhode.tensor import NumpyBackend
-
-RUN_JSON = "run.json"
 
 
-def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelConfig, TrainConfig]:
-    """(polynomial model = mirror/encrypted, exact model = baseline, training config)."""
-    # tanh: degree 7 on [-2.5, 2.5] costs the same 3 levels as degree 5 in the power-basis
-    # evaluation and trains within ~1 % of exact tanh on the bundled and CSV data (degree 5 on
-    # [-3, 3]: up to 26 % off after the demo's few steps); see docs/accuracy.md
-    act = {"tanh_interval": cfg.tanh_interval, "tanh_degree": cfg.tanh_degree}
-    poly = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="poly", **act).validate()
-    exact = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="exact", **act).validate()
-    train = TrainConfig(cfg.learning_rate, cfg.batch, cfg.local_steps, clip=cfg.clip,
-                        clip_value=cfg.clip_value, clip_bound=2.0 * cfg.clip_value).validate()
-    return poly, exact, train
+@dataclass
+class _Run:
+    """What the steps of one run share."""
 
-
-def _fingerprint(cfg: RunConfig) -> str:
-    return f"{cfg.fingerprint()}-{cfg.preset}"
-
-
-def _eval_batches(holders, cfg: RunConfig, iteration: int) -> list[np.ndarray]:
-    """Per holder, the windows its training loss is measured on after ``iteration`` (one batch)."""
-    return [batch_indices(h.X.shape[0], cfg.batch, seed=cfg.seed + 7919, party=h.index,
-                          iteration=iteration, step=0) for h in holders]
-
-
-def _plain_loss(model: RecurrentModel, params: dict, holders, idx: list[np.ndarray]) -> float:
-    be = NumpyBackend()
-    total, count = 0.0, 0
-    for h, ix in zip(holders, idx):
-        xs = [h.X[ix, t, :] for t in range(h.X.shape[1])]
-        yhat = model.predict(be, params, xs)
-        total += float(np.sum((yhat - h.Y[ix]) ** 2))
-        count += len(ix)
-    return total / (2 * count)
-
-
-def predict_plain(model: RecurrentModel, params: dict, X: np.ndarray) -> np.ndarray:
-    be = NumpyBackend()
-    return np.asarray(model.predict(be, params, [X[:, t, :] for t in range(X.shape[1])]))
+    cfg: RunConfig
+    out: Path
+    fp: str
+    bar: Any
+    holders: list = field(default_factory=list)
+    meta: dict | None = None
+    stats: Any = None
+    history: list = field(default_factory=list)
+    start: int = 0
+    resumed: bool = False
+    seconds: dict = field(default_factory=dict)
+    predictions: tuple = ()
 
 
 def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
     """Run (or resume) an encrypted federated training and prediction; return the report."""
     t_start = time.perf_counter()
     cfg.validate()
-    params_ckks = preset(cfg.preset)
-    out = Path(out)
-    fp = _fingerprint(cfg)
-    run_meta: dict[str, Any] | None = None
+    r = _Run(cfg, Path(out), run_fingerprint(cfg), _Progress(progress))
+    r.meta, r.resumed = _check_out(r, resume), resume
+    r.holders = load_holders(cfg)  # data errors surface before any key is made
+    workers = n_workers(cfg.workers, len(r.holders))
+    with Federation(cfg, [h.train for h in r.holders], parties_dir(r.out), workers=workers) as fed:
+        _keys(r, fed)
+        window_holders(r.holders, Normalizer.from_stats(r.stats), cfg)
+        parties = [(h.X, h.Y) for h in r.holders]
+        poly_cfg, exact_cfg, train_cfg = model_configs(cfg, r.holders[0].train.n_features)
+        t0 = time.perf_counter()
+        weights = [float(X.shape[0]) for X, _ in parties]
+        mirror = plain_fedavg(RecurrentModel(poly_cfg), train_cfg, parties, cfg, weights)
+        r.seconds["mirror_training"] = time.perf_counter() - t0
+        exact = plain_fedavg(RecurrentModel(exact_cfg), train_cfg, parties, cfg, weights)
+        enc = _train(r, fed, parties, mirror, exact, RecurrentModel(exact_cfg))
+        report = _evaluate(r, fed, enc, mirror, exact, RecurrentModel(exact_cfg))
+    report.update(
+        {
+            "workers": workers,
+            "peak_rss_mb": peak_rss_mb(workers),
+            "seconds_total": time.perf_counter() - t_start,
+            "resumed_from_iteration": r.start if resume else None,
+        }
+    )
+    _write_outputs(r, report)
+    report["out"] = str(r.out)
+    return report
+
+
+def _check_out(r: _Run, resume: bool) -> dict | None:
+    """run.json of a resumed run (refused if made with other options); a new run needs a free --out."""
     if resume:
-        run_meta = _read_run_json(out)
-        if run_meta["fingerprint"] != fp:
+        meta = read_run_json(r.out)
+        if meta.get("fingerprint") != r.fp:
             raise CheckpointError(
-                f"the run in {out} was made with other parameters ({_diff(run_meta['config'], cfg)}); "
-                "resume with the same options, or start a new run in another --out")
-    elif (out / CHECKPOINT_NAME).exists() or (out / RUN_JSON).exists():
-        raise CheckpointError(f"{out} already holds a run; continue it with --resume or choose another --out")
+                f"the run in {r.out} was made with other parameters "
+                f"({_diff(meta.get('config', {}), r.cfg)}); "
+                "resume with the same options, or start a new run in another --out"
+            )
+        return meta
+    if (r.out / CHECKPOINT_NAME).exists() or (r.out / RUN_JSON).exists():
+        raise CheckpointError(
+            f"{r.out} already holds a run; continue it with --resume or choose another --out"
+        )
+    return None
 
-    holders = load_holders(cfg)  # data errors surface before any key is made
-    n = len(holders)
-    n_features = holders[0].train.n_features
-    poly_cfg, exact_cfg, train_cfg = model_configs(cfg, n_features)
-    model = RecurrentModel(poly_cfg)
-    exact_model = RecurrentModel(exact_cfg)
-    bar = _Progress(progress)
 
-    # 1. keys (or the stored ones on resume)
+def _keys(r: _Run, fed: Federation) -> None:
+    """Collective key generation and the global statistics, or the stored ones on resume."""
     t0 = time.perf_counter()
-    if resume:
-        session = bar.run("loading keys", lambda: EncryptedSession.load(out, model, cfg.batch))
+    n_features = r.holders[0].train.n_features
+    if r.meta is not None:
+        ctx = r.bar.run("loading keys", lambda: load_public_keys(r.out))
+        fed.attach(ctx, n_features)
+        r.stats = stats_from_json(json.dumps(r.meta["global_stats"]))
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        session = bar.run(f"collective key generation ({n} parties, {params_ckks.name} preset)",
-                          lambda: EncryptedSession.create(params_ckks, n, model, cfg.batch))
-    t_keys = time.perf_counter() - t0
+        r.out.mkdir(parents=True, exist_ok=True)
+        r.stats = r.bar.run(
+            f"collective key generation ({len(r.holders)} parties, {r.cfg.preset} preset)", fed.keygen
+        )
+        save_public_keys(r.out, fed.agg.ctx)
+        poly_cfg, _, train_cfg = model_configs(r.cfg, n_features)
+        r.meta = {
+            "config": r.cfg.to_dict(),
+            "fingerprint": r.fp,
+            "ckks": preset(r.cfg.preset).to_dict(),
+            "global_stats": json.loads(stats_to_json(r.stats)),
+            "n_features": n_features,
+            "model": poly_cfg.__dict__,
+            "train": train_cfg.__dict__,
+        }
+        write_json(r.out / RUN_JSON, r.meta)
+    r.seconds["key_generation"] = time.perf_counter() - t0
 
-    # 2. global normalization statistics under encryption (stored once revealed)
-    if run_meta is not None:
-        total = _stats_from_json(run_meta["global_stats"])
+
+def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dict:
+    """The encrypted global iterations from the checkpoint (or the initial model) on; a checkpoint
+    after each. Returns the final encrypted model."""
+    agg, cfg = fed.agg, r.cfg
+    if r.resumed and (r.out / CHECKPOINT_NAME).exists():
+        ckpt = read_checkpoint(r.out)
+        if ckpt.fingerprint != r.fp:
+            raise CheckpointError(f"checkpoint in {r.out} was made with other parameters; use another --out")
+        enc = K.model_from_checkpoint(agg.ctx, agg.backend, agg.model, ckpt.model)
+        r.start, r.history = ckpt.iteration, list(ckpt.state.get("history", []))
     else:
-        total = encrypted_global_stats([h.train for h in holders], session.secure_sum)
-        run_meta = {"config": cfg.to_dict(), "fingerprint": fp, "ckks": params_ckks.to_dict(),
-                    "global_stats": _stats_to_json(total), "model": poly_cfg.__dict__,
-                    "train": train_cfg.__dict__}
-        session.save(out)
-        write_json(out / RUN_JSON, run_meta)
-    norm = Normalizer.from_stats(total)
-    window_holders(holders, norm, cfg)
-    weights = [float(h.X.shape[0]) for h in holders]
-    parties = [(h.X, h.Y) for h in holders]
+        enc = agg.encrypt_model(agg.model.init_params(cfg.seed))
+    for it in range(r.start, cfg.global_iterations):
+        with r.bar.bar(total=1, desc=f"global iteration {it + 1}/{cfg.global_iterations}") as b:
+            enc, rec = agg.iteration(it, enc, r.stats)
+            b.update(1)
+        h = rec.to_dict()
+        h.update(
+            {
+                "loss_encrypted": h.pop("loss"),
+                "loss_mirror": plain_loss(agg.model, mirror[it + 1], parties, cfg, it),
+                "loss_exact": plain_loss(exact_model, exact[it + 1], parties, cfg, it),
+                "bytes_per_party": max(h["bytes_received_per_party"].values(), default=0),
+            }
+        )
+        r.history.append(h)
+        write_checkpoint(
+            r.out,
+            Checkpoint(
+                it + 1,
+                r.fp,
+                K.model_to_checkpoint(agg.ctx, agg.backend, agg.model, enc),
+                {"history": r.history},
+            ),
+        )
+        r.bar.note(
+            f"iteration {it + 1}: encrypted loss {h['loss_encrypted']:.5f} (mirror {h['loss_mirror']:.5f}), "
+            f"{h['seconds']:.1f} s; checkpoint written"
+        )
+    return enc
 
-    # 3. plaintext mirror (same polynomials) and exact baseline: same seed, batches, weights
-    t0 = time.perf_counter()
-    mirror_params = plain_fedavg(model, train_cfg, parties, cfg, weights)
-    t_mirror = time.perf_counter() - t0
-    exact_params = plain_fedavg(exact_model, train_cfg, parties, cfg, weights)
 
-    # 4. encrypted training
-    start = 0
-    history: list[dict] = []
-    if resume and (out / CHECKPOINT_NAME).exists():
-        ckpt = read_checkpoint(out)
-        if ckpt.fingerprint != fp:
-            raise CheckpointError(f"checkpoint in {out} was made with other parameters; use another --out")
-        enc = session.import_model(ckpt.model)
-        start, history = ckpt.iteration, list(ckpt.state.get("history", []))
-    else:
-        enc = session.encrypt_model(model.init_params(cfg.seed))
-    iter_times = [h["seconds"] for h in history]
-    workers = n_workers(cfg.workers, n)
-    parallel = workers > 1 and start < cfg.global_iterations
-    with (bar.run(f"starting {workers} training workers", lambda: ParallelTrainer(session, workers))
-          if parallel else contextlib.nullcontext()) as trainer:
-        for it in range(start, cfg.global_iterations):
-            rec = _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
-                                    model, exact_model, mirror_params, exact_params)
-            enc = rec.pop("model")
-            history.append(rec)
-            iter_times.append(rec["seconds"])
-            write_checkpoint(out, Checkpoint(it + 1, fp, session.export_model(enc), {"history": history}))
-            bar.note(f"iteration {it + 1}: encrypted loss {rec['loss_encrypted']:.5f} "
-                     f"(mirror {rec['loss_mirror']:.5f}), {rec['seconds']:.1f} s; checkpoint written")
-
-    # 5. a querier's encrypted prediction on the held-out windows
+def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -> dict:
+    """The querier's encrypted prediction on the held-out windows; the final model revealed by
+    unanimous decision (to compare with the mirror); the report."""
+    cfg, holders, agg = r.cfg, r.holders, fed.agg
     Xq, Yq = querier_windows(holders, cfg.max_test_windows)
     t0 = time.perf_counter()
-    yq = bar.run(f"encrypted prediction for the querier ({len(Xq)} windows)",
-                 lambda: session.predict(enc, Xq))
-    t_predict = time.perf_counter() - t0
-    y_mirror = predict_plain(model, mirror_params[-1], Xq)
-    y_exact = predict_plain(exact_model, exact_params[-1], Xq)
-    naive = Xq[:, -1, holders[0].train.target_index][:, None] if holders[0].train.target_is_feature else None
-
-    # 6. by unanimous decision of the data holders: reveal the final model (to compare with the mirror)
-    final = session.decrypt_model(enc)
-    diff = max(float(np.max(np.abs(final[k] - mirror_params[-1][k]))) for k in final)
-
-    scale = norm.target_scale
-    def mae(y):  # noqa: E306
-        return float(np.mean(np.abs(y - Yq)))
-    def rmse(y):  # noqa: E306
-        return float(np.sqrt(np.mean((y - Yq) ** 2)))
-    report = {
-        "model": cfg.cell, "parties": n, "global_iterations": cfg.global_iterations,
-        "preset": params_ckks.name, "ring_dim": params_ckks.ring_dim,
-        "data": list(cfg.data) or cfg.dataset, "target": holders[0].train.target_name,
-        "features": list(holders[0].train.feature_names),
-        "time_column": holders[0].train.time_column,
+    yq = r.bar.run(f"encrypted prediction for the querier ({len(Xq)} windows)", lambda: fed.predict(enc, Xq))
+    r.seconds["prediction"] = time.perf_counter() - t0
+    y_mirror = predict_plain(agg.model, mirror[-1], Xq)
+    y_exact = predict_plain(exact_model, exact[-1], Xq)
+    first = holders[0].train
+    naive = Xq[:, -1, first.target_index][:, None] if first.target_is_feature else None
+    final = agg.decrypt_model(enc)
+    diff = max(float(np.max(np.abs(final[k] - mirror[-1][k]))) for k in final)
+    r.predictions = (Yq, yq, y_mirror, y_exact)
+    times = [h["seconds"] for h in r.history]
+    scale = Normalizer.from_stats(r.stats).target_scale
+    ckks = preset(cfg.preset)
+    return {
+        "model": cfg.cell,
+        "parties": len(holders),
+        "global_iterations": cfg.global_iterations,
+        "preset": ckks.name,
+        "ring_dim": ckks.ring_dim,
+        "data": list(cfg.data) or cfg.dataset,
+        "target": first.target_name,
+        "features": list(first.feature_names),
+        "time_column": first.time_column,
         "test_windows": int(len(Xq)),
-        "test_mae_encrypted": mae(yq), "test_mae_mirror": mae(y_mirror), "test_mae_plaintext": mae(y_exact),
-        "test_mae_naive": mae(naive) if naive is not None else None,
-        "test_rmse_encrypted": rmse(yq), "test_rmse_mirror": rmse(y_mirror),
-        "test_rmse_plaintext": rmse(y_exact),
-        "test_mae_encrypted_original_units": mae(yq) * scale,
-        "test_mae_plaintext_original_units": mae(y_exact) * scale,
+        "test_mae_encrypted": _mae(yq, Yq),
+        "test_mae_mirror": _mae(y_mirror, Yq),
+        "test_mae_plaintext": _mae(y_exact, Yq),
+        "test_mae_naive": _mae(naive, Yq) if naive is not None else None,
+        "test_rmse_encrypted": _rmse(yq, Yq),
+        "test_rmse_mirror": _rmse(y_mirror, Yq),
+        "test_rmse_plaintext": _rmse(y_exact, Yq),
+        "test_mae_encrypted_original_units": _mae(yq, Yq) * scale,
+        "test_mae_plaintext_original_units": _mae(y_exact, Yq) * scale,
         "max_abs_prediction_diff_vs_mirror": float(np.max(np.abs(yq - y_mirror))),
         "max_abs_weight_diff_vs_mirror": diff,
-        "seconds_total": time.perf_counter() - t_start,
-        "seconds_key_generation": t_keys,
-        "seconds_per_global_iteration": float(np.mean(iter_times)) if iter_times else None,
-        "seconds_prediction": t_predict,
-        "seconds_mirror_training": t_mirror,
-        "bytes_sent_per_party": session.bytes_per_party(),
-        "refreshes": session.refresh_counts(),
-        "operations": session.operation_counts(),
-        "workers": workers,
-        "peak_rss_mb": peak_rss_mb(workers),
-        "history": history,
-        "resumed_from_iteration": start if resume else None,
+        "seconds_key_generation": r.seconds["key_generation"],
+        "seconds_per_global_iteration": float(np.mean(times)) if times else None,
+        "seconds_prediction": r.seconds["prediction"],
+        "seconds_mirror_training": r.seconds["mirror_training"],
+        "bytes_sent_per_party": fed.bytes_per_party(),
+        "refreshes": fed.refresh_counts(),
+        "operations": fed.operation_counts(),
+        "history": r.history,
         "config": cfg.to_dict(),
     }
-    write_json(out / "report.json", report)
-    _write_predictions(out / "predictions.csv", Yq, yq, y_mirror, y_exact, norm)
-    title = f"{cfg.cell.upper()}, {n} data holders, {params_ckks.name} preset"
-    plot_loss(out / "loss.png", {"encrypted": [h["loss_encrypted"] for h in history],
-                                 "mirror": [h["loss_mirror"] for h in history],
-                                 "plaintext (exact)": [h["loss_exact"] for h in history]}, title)
-    plot_predictions(out / "predictions.png", norm.denormalize_target(Yq)[:, 0],
-                     {"encrypted": norm.denormalize_target(yq)[:, 0],
-                      "plaintext (exact)": norm.denormalize_target(y_exact)[:, 0]},
-                     f"{title}: test windows", holders[0].train.target_name)
-    report["out"] = str(out)
-    return report
+
+
+def _mae(y, Y) -> float:
+    return float(np.mean(np.abs(y - Y)))
+
+
+def _rmse(y, Y) -> float:
+    return float(np.sqrt(np.mean((y - Y) ** 2)))
+
+
+def _write_outputs(r: _Run, report: dict) -> None:
+    """report.json, predictions.csv, loss.png and predictions.png."""
+    norm = Normalizer.from_stats(r.stats)
+    Yq, yq, y_mirror, y_exact = r.predictions
+    write_json(r.out / "report.json", report)
+    _write_predictions(r.out / "predictions.csv", Yq, yq, y_mirror, y_exact, norm)
+    title = f"{r.cfg.cell.upper()}, {len(r.holders)} data holders, {r.cfg.preset} preset"
+    plot_loss(
+        r.out / "loss.png",
+        {
+            "encrypted": [h["loss_encrypted"] for h in r.history],
+            "mirror": [h["loss_mirror"] for h in r.history],
+            "plaintext (exact)": [h["loss_exact"] for h in r.history],
+        },
+        title,
+    )
+    plot_predictions(
+        r.out / "predictions.png",
+        norm.denormalize_target(Yq)[:, 0],
+        {
+            "encrypted": norm.denormalize_target(yq)[:, 0],
+            "plaintext (exact)": norm.denormalize_target(y_exact)[:, 0],
+        },
+        f"{title}: test windows",
+        r.holders[0].train.target_name,
+    )
 
 
 def n_workers(requested: int, n_parties: int) -> int:
@@ -239,49 +283,9 @@ def n_workers(requested: int, n_parties: int) -> int:
     return max(1, min(requested or 2 * cores, n_parties))
 
 
-def _global_iteration(session, trainer, enc, holders, parties, weights, train_cfg, cfg, it, bar,
-                      model, exact_model, mirror_params, exact_params) -> dict:
-    """One global iteration: local training of every holder (sequential, or in the ``trainer``'s
-    worker processes), FedAvg, encrypted loss. Returns its history record with the new ``model``."""
-    t_it = time.perf_counter()
-    split = session.reset_timers()
-    sent_before = session.bytes_per_party()
-    n = len(holders)
-    desc = f"global iteration {it + 1}/{cfg.global_iterations}"
-    with bar.bar(total=n * cfg.local_steps, desc=desc) as steps:
-        if trainer is None:
-            locals_ = [session.local_training(enc, h.X, h.Y, train_cfg, seed=cfg.seed, party=h.index,
-                                              iteration=it, on_step=lambda _s, b=steps: b.update(1))
-                       for h in holders]
-        else:
-            locals_ = trainer.local_training(enc, parties, train_cfg, seed=cfg.seed, iteration=it,
-                                             on_done=lambda _p, b=steps: b.update(cfg.local_steps))
-        enc = session.aggregate(locals_, weights)
-        idx = _eval_batches(holders, cfg, it)
-        loss = session.encrypted_loss(enc, [(h.X[ix], h.Y[ix]) for h, ix in zip(holders, idx)])
-    return {"iteration": it + 1, "loss_encrypted": loss,
-            "loss_mirror": _plain_loss(model, mirror_params[it + 1], holders, idx),
-            "loss_exact": _plain_loss(exact_model, exact_params[it + 1], holders, idx),
-            "seconds": time.perf_counter() - t_it, **split.summary(),
-            "bytes_per_party": session.bytes_per_party() - sent_before, "model": enc}
-
-
-def plain_fedavg(model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig,
-                  weights) -> list[dict]:
-    """Plaintext FedAvg with the encrypted run's seed, batches and weights; the global model after
-    each iteration (element 0: the initial model)."""
-    be = NumpyBackend()
-    out = [model.init_params(cfg.seed)]
-    for it in range(cfg.global_iterations):
-        local = [local_training(be, model, dict(out[-1]), X, Y, train_cfg, seed=cfg.seed, party=i,
-                                iteration=it) for i, (X, Y) in enumerate(parties)]
-        out.append(fedavg(be, local, weights))
-    return out
-
-
 def summary(report: dict) -> str:
     """A few lines for the terminal."""
-    mb = report["bytes_sent_per_party"] / 2 ** 20
+    mb = report["bytes_sent_per_party"] / 2**20
     lines = [
         f"rhode: {report['model'].upper()} trained by {report['parties']} data holders under multiparty "
         f"CKKS ({report['preset']} preset, ring 2^{int(np.log2(report['ring_dim']))}), "
@@ -308,50 +312,36 @@ def _write_predictions(path, Y, y_enc, y_mirror, y_exact, norm) -> None:
             w.writerow([f"{v:.6g}" for v in row])
 
 
-def _stats_to_json(s: Stats) -> dict:
-    return {"columns": list(s.columns), "target": s.target, "count": s.count,
-            "sum": s.sum.tolist(), "sumsq": s.sumsq.tolist()}
-
-
-def _stats_from_json(d: dict) -> Stats:
-    return Stats(tuple(d["columns"]), d["target"], float(d["count"]), np.asarray(d["sum"]),
-                 np.asarray(d["sumsq"]))
-
-
-def _read_run_json(out: Path) -> dict:
-    try:
-        return json.loads((out / RUN_JSON).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"no run to resume in {out} (no {RUN_JSON}); start without --resume") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{out / RUN_JSON} is unreadable or corrupted: {exc}") from None
-
-
 def _diff(stored: dict, cfg: RunConfig) -> str:
     now = cfg.to_dict()
-    keys = [k for k in now if k not in ("global_iterations", "max_test_windows", "extra")
-            and stored.get(k) != now[k]]
+    keys = [
+        k
+        for k in now
+        if k not in ("global_iterations", "max_test_windows", "workers", "extra") and stored.get(k) != now[k]
+    ]
     return ", ".join(f"{k}: {stored.get(k)!r} then, {now[k]!r} now" for k in keys) or "CKKS preset"
 
 
 def run_prediction(model_dir: Path, data: Path, out: Path) -> dict:
     """A querier's CSV against the trained encrypted model in ``model_dir``."""
-    meta = _read_run_json(model_dir)
+    meta = read_run_json(model_dir)
     cfg = RunConfig.from_dict(meta["config"])
     ckpt = read_checkpoint(model_dir)
-    total = _stats_from_json(meta["global_stats"])
+    total = stats_from_json(json.dumps(meta["global_stats"]))
     norm = Normalizer.from_stats(total)
     features = total.columns if total.target in total.columns else None
     series = load_csv(data, total.target, list(features) if features else None)
     if tuple(series.stat_columns) != tuple(total.columns):
-        raise DataError(f"{data} has columns {list(series.stat_columns)}; the model was trained on "
-                        f"{list(total.columns)}")
+        raise DataError(
+            f"{data} has columns {list(series.stat_columns)}; the model was trained on {list(total.columns)}"
+        )
     X, Y = make_windows(norm.normalize(series), cfg.timesteps, cfg.horizon)
-    poly_cfg, _, _ = model_configs(cfg, series.n_features)
-    model = RecurrentModel(poly_cfg)
-    session = EncryptedSession.load(model_dir, model, cfg.batch)
-    enc = session.import_model(ckpt.model)
-    yq = session.predict(enc, X)
+    ctx = load_public_keys(model_dir)
+    with Federation(cfg, [None] * cfg.n_parties, parties_dir(model_dir)) as fed:
+        fed.attach(ctx, series.n_features)
+        enc = K.model_from_checkpoint(ctx, fed.agg.backend, fed.agg.model, ckpt.model)
+        yq = fed.predict(enc, X)
+        sent = fed.bytes_per_party()
     out.mkdir(parents=True, exist_ok=True)
     pred = norm.denormalize_target(yq)[:, 0]
     truth = norm.denormalize_target(Y)[:, 0]
@@ -361,11 +351,19 @@ def run_prediction(model_dir: Path, data: Path, out: Path) -> dict:
         w.writerow(["window", "prediction", "truth"])
         for i, (p, t) in enumerate(zip(pred, truth)):
             w.writerow([i, f"{p:.6g}", f"{t:.6g}"])
-    plot_predictions(out / "predictions.png", truth, {"encrypted prediction": pred},
-                     f"{cfg.cell.upper()} predictions for {data.name}", total.target)
-    report = {"windows": int(len(X)), "predictions_csv": str(path),
-              "test_mae": float(np.mean(np.abs(pred - truth))),
-              "bytes_sent_per_party": session.bytes_per_party()}
+    plot_predictions(
+        out / "predictions.png",
+        truth,
+        {"encrypted prediction": pred},
+        f"{cfg.cell.upper()} predictions for {data.name}",
+        total.target,
+    )
+    report = {
+        "windows": int(len(X)),
+        "predictions_csv": str(path),
+        "test_mae": float(np.mean(np.abs(pred - truth))),
+        "bytes_sent_per_party": sent,
+    }
     write_json(out / "report.json", report)
     return report
 

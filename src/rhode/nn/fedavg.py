@@ -1,4 +1,5 @@
-"""Federated averaging, and the plaintext federated trainer (the mirror of the encrypted run)."""
+"""Federated averaging, and the plaintext federated trainer (the mirror of the encrypted run and the
+non-secure baseline: the one plaintext trainer)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rhode.nn.config import TrainConfig
 from rhode.nn.diagnostics import RangeRecorder
 from rhode.nn.loss import mse, mse_loss
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import check_windows, local_training
+from rhode.nn.train import BatchKey, check_windows, local_training
 from rhode.tensor.base import Backend, Tensor
 from rhode.tensor.numpy_backend import NumpyBackend
 
@@ -63,6 +64,7 @@ class FedResult:
     """Outcome of :func:`train_federated`.
 
     params: the final global model (name -> float64 array).
+    models: the global model after each iteration (element 0: the initial model).
     history: one dict per global iteration: iteration, train_loss (1/(2n) sum of squared errors over
         all parties' windows, global model after the iteration), train_mse, and, measured during the
         iteration's local training, max_abs_tanh_input, max_abs_sigmoid_input, max_abs_grad, and
@@ -71,6 +73,7 @@ class FedResult:
     """
 
     params: dict[str, np.ndarray]
+    models: list[dict[str, np.ndarray]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
 
 
@@ -86,17 +89,15 @@ def evaluate(model: RecurrentModel, params: dict[str, np.ndarray], X: np.ndarray
 
 def train_federated(model: RecurrentModel, train: TrainConfig,
                     parties: Sequence[tuple[np.ndarray, np.ndarray]], *, global_iterations: int,
-                    seed: int, backend: Backend | None = None,
-                    on_iteration: Callable[[int, dict], None] | None = None,
-                    weights: Sequence[float] | None = None,
-                    init_params: dict[str, np.ndarray] | None = None) -> FedResult:
-    """Plaintext FedAvg exactly as the encrypted run executes it (N = 1: centralized training).
+                    seed: int, weights: Sequence[float] | None = None,
+                    on_iteration: Callable[[int, dict], None] | None = None) -> FedResult:
+    """Plaintext FedAvg exactly as the encrypted run executes it (N = 1: centralized training): the
+    mirror of an encrypted run with the polynomial model, the non-secure baseline with the exact one.
 
     parties: per data holder (X (n_i, T, d), Y (n_i, output_size)). Global iteration k = 0..G-1: every
     party starts from the global model, runs ``local_training`` (m steps, batches from
     ``batch_indices(seed, party=i, iteration=k, step)``), then :func:`fedavg` (``weights``, e.g. the
-    sample counts, or None for uniform). Initial model: ``model.init_params(seed)`` unless given.
-    ``backend``: a numpy-compatible backend (default: a range-recording numpy backend).
+    sample counts, or None for uniform). Initial model: ``model.init_params(seed)``.
     ``on_iteration(k, record)`` is called after each global iteration with its history record.
     """
     train.validate()
@@ -105,35 +106,36 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     if len(parties) == 0:
         raise ParameterError("train_federated needs at least one data holder")
     data = [check_windows(model, X, Y) for X, Y in parties]
-    labels = {model.tanh.f: "tanh", model.sigmoid.f: "sigmoid"}
-    recorder = backend is None
-    params = {k: np.array(v, dtype=float) for k, v in (init_params or model.init_params(seed)).items()}
-    if list(params) != list(model.param_shapes):
-        raise ParameterError(f"init_params must have the parameters {list(model.param_shapes)}")
-    result = FedResult(params)
+    params = {k: np.array(v, dtype=float) for k, v in model.init_params(seed).items()}
+    result = FedResult(params, [params])
     for k in range(global_iterations):
-        be = RangeRecorder(labels) if recorder else backend
-        max_grad = [0.0]
-
-        def record_grads(grads: dict, acc: list = max_grad) -> None:
-            acc[0] = max(acc[0], max(float(np.max(np.abs(g))) for g in grads.values()))
-
-        local = [local_training(be, model, {n: be.param(v) for n, v in params.items()}, X, Y, train,
-                                seed=seed, party=i, iteration=k, on_grads=record_grads)
-                 for i, (X, Y) in enumerate(data)]
-        params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, local, weights).items()}
-        X_all = np.concatenate([X for X, _ in data])
-        Y_all = np.concatenate([Y for _, Y in data])
-        rec = {"iteration": k, **evaluate(model, params, X_all, Y_all), "max_abs_grad": max_grad[0]}
-        if recorder:
-            rec["max_abs_tanh_input"] = be.max_abs["tanh"]
-            rec["max_abs_sigmoid_input"] = be.max_abs["sigmoid"]
-            rec["in_range"] = _in_range(model, train, rec)
+        params, rec = _iteration(model, train, data, params, BatchKey(seed, 0, k), weights)
+        result.models.append(params)
         result.history.append(rec)
         if on_iteration is not None:
             on_iteration(k, rec)
     result.params = params
     return result
+
+
+def _iteration(model: RecurrentModel, train: TrainConfig, data: list, params: dict, key: BatchKey,
+               weights) -> tuple[dict, dict]:
+    """One plaintext global iteration on a range-recording backend: (new global model, its record)."""
+    be = RangeRecorder({model.tanh.f: "tanh", model.sigmoid.f: "sigmoid"})
+    max_grad = [0.0]
+
+    def record_grads(grads: dict) -> None:
+        max_grad[0] = max(max_grad[0], max(float(np.max(np.abs(g))) for g in grads.values()))
+
+    local = [local_training(be, model, {n: be.param(v) for n, v in params.items()}, X, Y, train,
+                            key._replace(party=i), record_grads) for i, (X, Y) in enumerate(data)]
+    params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, local, weights).items()}
+    X_all = np.concatenate([X for X, _ in data])
+    Y_all = np.concatenate([Y for _, Y in data])
+    rec = {"iteration": key.iteration, **evaluate(model, params, X_all, Y_all), "max_abs_grad": max_grad[0],
+           "max_abs_tanh_input": be.max_abs["tanh"], "max_abs_sigmoid_input": be.max_abs["sigmoid"]}
+    rec["in_range"] = _in_range(model, train, rec)
+    return params, rec
 
 
 def _in_range(model: RecurrentModel, train: TrainConfig, rec: dict) -> bool:

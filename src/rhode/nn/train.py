@@ -7,6 +7,7 @@ encrypted run draw exactly the same windows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,14 @@ def _nonneg(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+class BatchKey(NamedTuple):
+    """What fixes one data holder's mini-batches in one global iteration (with the step number)."""
+
+    seed: int
+    party: int
+    iteration: int
 
 
 def batch_indices(n_samples: int, batch_size: int, *, seed: int, party: int, iteration: int,
@@ -58,21 +67,20 @@ def check_windows(model: RecurrentModel, X: np.ndarray, Y: np.ndarray) -> tuple[
 
 
 def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Tensor], X: np.ndarray,
-                   Y: np.ndarray, train: TrainConfig, *, seed: int, party: int, iteration: int,
-                   on_step: Callable[[int], None] | None = None,
+                   Y: np.ndarray, train: TrainConfig, key: BatchKey,
                    on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> dict[str, Tensor]:
     """Run ``train.local_steps`` mini-batch SGD steps on one holder's plaintext windows.
 
     X (n, T, d), Y (n, output_size): the holder's windows. ``params``: backend tensors (e.g. the
-    encrypted global model). Step s uses ``batch_indices(n, b, seed, party, iteration, s)``; each
-    timestep's batch enters as ``backend.data(X[idx, t, :])`` (b, d). ``on_step(s)`` is called after
-    each update, ``on_grads(grads)`` with each step's gradients (diagnostics). Returns the local model.
+    encrypted global model). Step s uses ``batch_indices(n, b, *key, s)``; each timestep's batch enters
+    as ``backend.data(X[idx, t, :])`` (b, d). ``on_grads(grads)`` is called with each step's gradients
+    (diagnostics). Returns the local model.
     """
     train.validate()
     X, Y = check_windows(model, X, Y)
     b = train.batch_size
     for step in range(train.local_steps):
-        idx = batch_indices(X.shape[0], b, seed=seed, party=party, iteration=iteration, step=step)
+        idx = batch_indices(X.shape[0], b, seed=key.seed, party=key.party, iteration=key.iteration, step=step)
         xs: Sequence[Tensor] = [backend.data(X[idx, t, :]) for t in range(X.shape[1])]
         y = backend.data(Y[idx])
         yhat, cache = model.forward(backend, params, xs)
@@ -80,6 +88,4 @@ def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Te
         if on_grads is not None:
             on_grads(grads)
         params = sgd_update(backend, params, grads, train)
-        if on_step is not None:
-            on_step(step)
     return params

@@ -28,16 +28,15 @@ import numpy as np
 
 from rhode.data import Normalizer, load_csv, make_windows
 from rhode.errors import ProtocolError, RhodeError
-from rhode.federated.config import RunConfig
-from rhode.federated.engine import plan_for
-from rhode.federated.flower import model_io as M
-from rhode.federated.flower.aggregator import CONTEXT_FILE, RUN_JSON
-from rhode.federated.flower.holder import stats_from_json
-from rhode.federated.flower.settings import DeployConfig
-from rhode.federated.flower.wire import Payload, pack_bundle, unpack_bundle
+from rhode.federated import codec as K
+from rhode.federated.config import RunConfig, model_configs
+from rhode.federated.dataprep import stats_from_json
+from rhode.federated.files import CONTEXT_FILE, RUN_JSON
+from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
 from rhode.mhe import Querier
 from rhode.mhe import serial as S
-from rhode.packing import decode_batch, encode_batch
+from rhode.nn.model import RecurrentModel
+from rhode.packing import Layout, decode_batch, encode_batch, input_layouts
 
 
 class FlowerQuerier:
@@ -53,8 +52,8 @@ class FlowerQuerier:
                 f"{exc.filename} is missing: the federation has no trained model yet") from None
         self.run = RunConfig.from_dict(self.meta["config"])
         self.stats = stats_from_json(json.dumps(self.meta["global_stats"]))
-        self.model, _, _ = DeployConfig(self.run).models(int(self.meta["n_features"]))
-        self.plan = plan_for(self.model, self.run.batch, self.ctx.params)
+        self.model = RecurrentModel(model_configs(self.run, int(self.meta["n_features"]))[0])
+        self.plan = K.plan_for(self.model, self.run.batch, self.ctx.params)
         self._querier = Querier(self.ctx)
         self._shape: tuple[int, int] | None = None
 
@@ -74,9 +73,7 @@ class FlowerQuerier:
         if X.ndim != 3 or X.shape[2] != self.model.config.input_size or X.shape[1] != self.run.timesteps:
             raise ProtocolError(f"windows must have shape (n, {self.run.timesteps}, "
                                 f"{self.model.config.input_size}), got {X.shape}")
-        # the layouts CipherBackend.encrypt_inputs uses: C at odd timesteps (1-based), R at even ones,
-        # so that X_t meets the weights with no conversion (the aggregator accepts either)
-        layouts = ["C" if t % 2 == 0 else "R" for t in range(X.shape[1])]
+        layouts = [str(lay) for lay in input_layouts(X.shape[1])]  # the aggregator accepts either layout
         blobs = {f"x{t}": S.ciphertexts_to_bytes(self.ctx, [self.ctx.encrypt(v) for v in encode_batch(
             self.plan, X[:, t, :], layouts[t])]) for t in range(X.shape[1])}
         blobs["querier_pk"] = S.public_key_to_bytes(self.ctx, self._querier.public_key,
@@ -89,7 +86,7 @@ class FlowerQuerier:
         r = unpack_bundle(response, "prediction response")
         layout = r.get("layout", str)
         shape = r.int_list("shape")
-        if len(shape) != 2 or layout not in M.LAYOUTS:
+        if len(shape) != 2 or layout not in [str(lay) for lay in Layout]:
             raise ProtocolError("the prediction response has a malformed shape or layout")
         if self._shape is not None and shape[0] != self._shape[0]:
             raise ProtocolError(f"the response is for {shape[0]} windows, the request had {self._shape[0]}")

@@ -1,5 +1,6 @@
-"""The ServerApp: the aggregator. It drives the protocol (:class:`~.aggregator.Aggregator`) over
-Flower's Message API and never holds a secret share.
+"""The ServerApp: the aggregator. It drives the protocol (:class:`~rhode.federated.aggregator.Aggregator`,
+with the run policy of :class:`~rhode.federated.flower.server.DeploymentRun`) over Flower's Message API
+and never holds a secret share.
 
 ``mode='train'`` runs collective key generation (or reloads the keys with ``resume=true``) and the
 encrypted FedAvg iterations, writing a checkpoint after each; ``mode='predict'`` answers a querier's
@@ -16,7 +17,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from rhode.errors import RhodeError
-from rhode.federated.flower.aggregator import Aggregator
+from rhode.federated.flower.server import DeploymentRun
 from rhode.federated.flower.settings import DeployConfig
 from rhode.federated.flower.transport import FlowerTransport
 
@@ -38,7 +39,7 @@ def _configure_logging() -> None:
 def main(grid: Grid, context: Context) -> None:
     _configure_logging()
     dc = DeployConfig.from_run_config(context.run_config)
-    agg = Aggregator(dc, FlowerTransport(grid))
+    agg = DeploymentRun(dc, FlowerTransport(grid))
     agg.status("running", mode=dc.mode)
     try:
         summary = agg.train() if dc.mode == "train" else agg.predict()

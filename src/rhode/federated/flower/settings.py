@@ -14,18 +14,13 @@ are: ``party-index`` (0 is the lead), ``data`` (its CSV file) and ``storage`` (i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rhode.errors import ParameterError
-from rhode.federated.config import RunConfig
-from rhode.federated.run import model_configs
+from rhode.federated.config import RunConfig, run_fingerprint
 from rhode.mhe import CkksParams, preset
-from rhode.nn.config import ModelConfig, TrainConfig
-from rhode.nn.model import RecurrentModel
 
 MODES = ("train", "predict")
 
@@ -76,19 +71,8 @@ class DeployConfig:
         return preset(self.run.preset)
 
     def fingerprint(self) -> str:
-        """What a resume must match: the options that change what is computed, the preset, and the
-        model and training configuration derived from them (approximation intervals and degrees,
-        clip bound), so that a software version with other defaults cannot resume a run."""
-        poly, _, train = model_configs(self.run, 1)
-        derived = json.dumps([dataclasses.asdict(poly), dataclasses.asdict(train)], sort_keys=True)
-        digest = hashlib.sha256(derived.encode()).hexdigest()[:8]
-        return f"{self.run.fingerprint()}-{self.run.preset}-{digest}"
-
-    def models(self, n_features: int) -> tuple[RecurrentModel, ModelConfig, TrainConfig]:
-        """The polynomial model (the one trained under encryption) and the training configuration,
-        exactly as the in-process engine builds them."""
-        poly, _, train = model_configs(self.run, n_features)
-        return RecurrentModel(poly), poly, train
+        """What a resume must match (:func:`rhode.federated.config.run_fingerprint`)."""
+        return run_fingerprint(self.run)
 
     @classmethod
     def from_run_config(cls, rc: Mapping) -> DeployConfig:

@@ -17,32 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 from rhode.errors import ProtocolError
+from rhode.federated.files import atomic_write
 
 SECRET = "party.key"
 CONTEXT = "context.rhode"
 EVAL_KEYS = "evalkeys.rhode"
 WORKER = "worker"
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically with permissions ``mode``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class NodeStore:

@@ -1,5 +1,6 @@
-"""The import graph of rhode.mhe, from the AST of every module (function-level imports included):
-no cycle, no deferred imports, and no package of rhode but rhode.mhe imports openfhe."""
+"""The shape of the code, from the AST of every module of rhode (function-level imports included):
+no import cycle anywhere, no deferred imports in rhode.mhe, no package but rhode.mhe imports openfhe,
+no function over 80 lines or over 8 parameters, no file over 500 lines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import rhode
 
 SRC = Path(rhode.__file__).resolve().parent
 PACKAGE = "rhode.mhe"
+MAX_FUNCTION_LINES = 80
+MAX_PARAMETERS = 8
+MAX_FILE_LINES = 500
 
 
 def _modules() -> dict[str, Path]:
@@ -51,9 +55,10 @@ def _imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
     return out
 
 
-def _graph() -> dict[str, set[str]]:
-    return {m: {t for t, _, _ in _imports(m, p) if t.startswith(PACKAGE) and t in MODULES and t != m}
-            for m, p in MODULES.items() if m == PACKAGE or m.startswith(PACKAGE + ".")}
+def _graph(package: str = "rhode") -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports (at any depth of its code)."""
+    return {m: {t for t, _, _ in _imports(m, p) if t.startswith(package) and t in MODULES and t != m}
+            for m, p in MODULES.items() if m == package or m.startswith(package + ".")}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -80,17 +85,19 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_walker_sees_function_level_and_relative_imports(tmp_path):
     mod = tmp_path / "mod.py"
-    mod.write_text("import os\nfrom . import codec\nclass A:\n    def f(self):\n"
+    mod.write_text("import os\nfrom . import serial\nclass A:\n    def f(self):\n"
                    "        from rhode.mhe.protocols import relin\n        return relin\n")
     found = _imports(f"{PACKAGE}.mod", mod)
-    assert found == [("os", 1, False), (f"{PACKAGE}.codec", 2, False),
+    assert found == [("os", 1, False), (f"{PACKAGE}.serial", 2, False),
                      (f"{PACKAGE}.protocols.relin", 5, True)]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
-def test_import_graph_of_mhe_has_no_cycle():
+def test_import_graph_of_rhode_has_no_cycle():
     graph = _graph()
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+    graph = _graph(PACKAGE)
     assert f"{PACKAGE}.protocols.relin" in graph and f"{PACKAGE}.party" in graph
     assert f"{PACKAGE}.protocols.relin" in graph[f"{PACKAGE}.party"]
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
@@ -106,3 +113,45 @@ def test_only_mhe_imports_openfhe():
     users = sorted({m for m, p in MODULES.items() for t, _, _ in _imports(m, p)
                     if t.split(".")[0] == "openfhe"})
     assert users and all(m.startswith(PACKAGE) for m in users), users
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def _n_parameters(fn: ast.FunctionDef) -> int:
+    a = fn.args
+    names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+    names += [x.arg for x in (a.vararg, a.kwarg) if x is not None]
+    return len([n for n in names if n not in ("self", "cls")])
+
+
+def test_functions_are_short_and_take_few_parameters():
+    long, wide = [], []
+    for m, p in MODULES.items():
+        for fn in _functions(ast.parse(p.read_text(), str(p))):
+            lines = fn.end_lineno - fn.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                long.append(f"{m}.{fn.name} ({lines} lines)")
+            if _n_parameters(fn) > MAX_PARAMETERS:
+                wide.append(f"{m}.{fn.name} ({_n_parameters(fn)} parameters)")
+    assert not long, long
+    assert not wide, wide
+
+
+def test_files_are_short():
+    sizes = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
+    big = [f"{m} ({n} lines)" for m, n in sizes.items() if n > MAX_FILE_LINES]
+    assert not big, big
+
+
+def test_shape_checks_can_fail(tmp_path):
+    """The checks above see what they must: a long function, a wide one, a big file."""
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    tree = ast.parse(f"def f(a, b, c, d, e, f, g, h, i):\n{body}\n")
+    fn = next(_functions(tree))
+    assert fn.end_lineno - fn.lineno + 1 > MAX_FUNCTION_LINES
+    assert _n_parameters(fn) == 9 > MAX_PARAMETERS
+    assert _n_parameters(next(_functions(ast.parse("class A:\n    def f(self, a): pass\n")))) == 1

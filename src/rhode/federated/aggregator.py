@@ -1,0 +1,217 @@
+"""The aggregator's side of every protocol, written once for every engine. It holds no secret.
+
+:class:`Aggregator` drives each step over a :class:`~rhode.federated.transport.Transport` and combines
+the data holders' answers: collective key generation with the encrypted global statistics, a global
+iteration (the holders' jobs with every pending ciphertext of every holder refreshed in one round,
+FedAvg, the encrypted loss), prediction for a querier (key switch), and the threshold decryption of a
+result. Everything it computes is secret-free: CRPs and scale adjustment for refreshes, sums of
+shares (:mod:`rhode.mhe.protocols`), FedAvg of the encrypted local models, the evaluation of the
+encrypted model on a querier's encrypted inputs. What to keep (checkpoints, run.json, the report) is
+the caller's policy (:mod:`rhode.federated.run`, :mod:`rhode.federated.flower.server`).
+
+Rounds (N data holders, R refresh points per job)::
+
+    key generation  SETUP, CKG, JOINT_KEY, RKG1, RKG2, EVAL_KEYS, STATS, DECRYPT (8 rounds; the two
+                    secure sums of the global statistics ride on JOINT_KEY/RKG2 and EVAL_KEYS/STATS/DECRYPT)
+    per iteration   TRAIN, then per refresh point REFRESH + RESUME; FedAvg; REFRESH (the new model to
+                    level 0); the loss job (TRAIN, R' x (REFRESH + RESUME)); DECRYPT
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import reduce
+
+import numpy as np
+
+from rhode.data import Stats
+from rhode.errors import ProtocolError
+from rhode.federated import codec as K
+from rhode.federated.dataprep import stats_to_json
+from rhode.federated.keygen import KeyGeneration
+from rhode.federated.payload import Payload
+from rhode.federated.schema import Field, JobKind, Status, Step
+from rhode.nn.fedavg import fedavg
+from rhode.tensor import codec as TC
+
+
+@dataclass
+class IterationRecord:
+    """What one global iteration did: its loss and its costs."""
+
+    iteration: int
+    loss: float | None
+    seconds: float
+    rounds: int
+    refresh_rounds: int
+    refreshed_ciphertexts: int
+    weights: list[float]
+    bytes_sent_per_party: dict[str, int] = field(default_factory=dict)
+    bytes_received_per_party: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+
+class Aggregator(KeyGeneration):
+    """Drives a federation: key generation (:class:`KeyGeneration`), global iterations, prediction.
+
+    Args: see :class:`~rhode.federated.rounds.Rounds`.
+    """
+
+    def encrypt_model(self, params: dict[str, np.ndarray]) -> dict:
+        """The initial model (weights from the shared seed) encrypted under the joint key."""
+        return self.backend.encrypt_params(params)
+
+    def iteration(
+        self, it: int, params: dict, stats: Stats, loss: bool = True
+    ) -> tuple[dict, IterationRecord]:
+        """One global iteration on the encrypted global model ``params``: every holder's local training
+        (its pending ciphertexts refreshed together with every other holder's), FedAvg weighted by the
+        holders' window counts, the new model refreshed to level 0, and (``loss``) its encrypted
+        training loss, of which only the global value is decrypted. Returns (new model, record)."""
+        t0, r0 = time.monotonic(), len(self.t.rounds)
+        rr0, rc0 = self.refresh_rounds, self.refreshed_ciphertexts
+        self.t.tag = f"iteration-{it + 1}"
+        done = self.run_jobs(JobKind.TRAIN, it, params, stats)
+        shapes = self.model.param_shapes
+        models = [
+            {
+                name: self.backend.import_param([ct], shape)
+                for (name, shape), ct in zip(
+                    shapes.items(), self._import(i, done[i], len(shapes)), strict=True
+                )
+            }
+            for i in self.parties
+        ]
+        weights = [float(done[i].get(Field.WINDOWS.value, int)) for i in self.parties]
+        self._forms_used = self._union_forms(done)
+        new = fedavg(self.backend, models, weights)
+        # the next iteration (and a prediction) start with every level: fewer refresh points
+        self.backend.refresh(new.values())
+        value = self.loss(it, new, stats) if loss else None
+        rounds = self.t.rounds[r0:]
+        rec = IterationRecord(
+            it + 1,
+            value,
+            time.monotonic() - t0,
+            len(rounds),
+            self.refresh_rounds - rr0,
+            self.refreshed_ciphertexts - rc0,
+            weights,
+            _per_party(rounds, "sent"),
+            _per_party(rounds, "received"),
+        )
+        return new, rec
+
+    def loss(self, it: int, params: dict, stats: Stats) -> float:
+        """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model over one batch of every holder:
+        each holder computes its scaled encrypted sum, only the global sum is decrypted."""
+        scale = 1.0 / (2 * self.n * self.run.batch)
+        done = self.run_jobs(JobKind.LOSS, it, params, stats, scale)
+        shape = (self.model.config.output_size,)
+        parts = [self.backend.import_param(self._import(i, done[i], 1), shape) for i in self.parties]
+        total = reduce(self.backend.add, parts)
+        self.backend.prepare_export([total])
+        return float(np.sum(self.backend.decode(total, self.decrypt(TC.ciphertexts(total)))))
+
+    def run_jobs(
+        self, kind: JobKind, it: int, params: dict, stats: Stats, scale: float = 0.0
+    ) -> dict[int, Payload]:
+        """Every holder's job on ``params`` until all are done; all pending ciphertexts of one pause
+        of every holder are refreshed in one round. Returns party -> final answer."""
+        for name, forms in self._forms_used.items():  # computed once here for every holder
+            self.backend.add_forms(params[name], forms)
+        job = f"{self.ctx.key_tag[:12]}-it{it}-{kind.value}-{time.time_ns()}"
+        request = Payload(
+            {
+                Field.JOB.value: job,
+                Field.ITERATION.value: it,
+                Field.KIND.value: kind.value,
+                "stats": stats_to_json(stats),
+                Field.SCALE.value: scale,
+            },
+            {Field.MODEL.value: K.model_blob(self.ctx, self.backend, self.model, params, forms=True)},
+        )
+        answers = self._all(Step.TRAIN, request)
+        done: dict[int, Payload] = {}
+        while True:
+            pending = self._collect(answers, done)
+            if not pending:
+                self._count_operations(done)
+                return done
+            order = sorted(pending)
+            fresh = self.refresh_round([ct for i in order for ct in pending[i]])
+            requests, pos = {}, 0
+            for i in order:
+                k = len(pending[i])
+                requests[i] = Payload(
+                    {Field.JOB.value: job}, {Field.CTS.value: K.cts_blob(self.ctx, fresh[pos : pos + k])}
+                )
+                pos += k
+            answers = self.t.exchange(Step.RESUME, requests, self.timeouts[0])
+
+    def _collect(self, answers: dict[int, Payload], done: dict[int, Payload]) -> dict[int, list]:
+        pending: dict[int, list] = {}
+        for i, p in answers.items():
+            status = p.get(Field.STATUS.value, str)
+            if status == Status.DONE.value:
+                done[i] = p
+            elif status == Status.PENDING.value:
+                pending[i] = self._parse(
+                    i,
+                    "pending-ciphertext",
+                    lambda q: K.take_cts(self.ctx, q, Field.CTS.value, count=q.get(Field.COUNT.value, int)),
+                    p,
+                )
+            else:
+                raise ProtocolError(f"data holder {i} answered its job with status {status!r}")
+        return pending
+
+    def _import(self, party: int, p: Payload, count: int) -> list:
+        return self._parse(
+            party, "local model", lambda q: K.take_cts(self.ctx, q, Field.MODEL.value, count=count), p
+        )
+
+    def _count_operations(self, done: dict[int, Payload]) -> None:
+        for p in done.values():
+            for k, v in _json_field(p, Field.OPERATIONS, "operation counts").items():
+                self.holder_operations[k] = self.holder_operations.get(k, 0) + int(v)
+
+    @staticmethod
+    def _union_forms(done: dict[int, Payload]) -> dict[str, list[str]]:
+        out: dict[str, set[str]] = {}
+        for p in done.values():
+            for name, forms in _json_field(p, Field.FORMS_USED, "list of forms").items():
+                out.setdefault(name, set()).update(f for f in forms if f != "nat")
+        return {k: sorted(v) for k, v in out.items()}
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def predict(self, params: dict, xs: list, querier_pk) -> tuple[object, list]:
+        """Evaluate the encrypted model on a querier's encrypted inputs ``xs`` (one batch tensor per
+        timestep) and switch the result to ``querier_pk``. Returns (result tensor, switched ciphertexts)."""
+        yhat = self.model.predict(self.backend, params, xs)
+        self.backend.prepare_export([yhat])
+        return yhat, self.key_switch(TC.ciphertexts(yhat), querier_pk)
+
+
+def _per_party(rounds, key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rounds:
+        for party, b in getattr(r, key).items():
+            out[str(party)] = out.get(str(party), 0) + b
+    return out
+
+
+def _json_field(p: Payload, field: Field, what: str) -> dict:
+    """A JSON object a data holder sent in config field ``field``."""
+    try:
+        value = json.loads(p.get(field.value, str))
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"a data holder sent a malformed {what}")
+    return value

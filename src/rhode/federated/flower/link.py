@@ -1,0 +1,134 @@
+"""The link between a data holder's ClientApp handlers and its node-local worker process.
+
+One request per connection over the Unix socket ``worker/worker.sock`` of the node's storage (mode
+0700 directory), ``u64 length | bundle`` each way (:func:`~rhode.federated.payload.pack_bundle`).
+:func:`call` starts the worker if none runs (and restarts one that holds other keys). Requests
+(``config["op"]``): ``start`` (a job: the ``TRAIN`` request plus key_tag, run_config, node_config),
+``resume`` (the refreshed ciphertexts of the current pause), ``status``, ``stop``. Answers: the job's
+next pause or its end, ``stale`` (the worker holds other keys), or an error.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rhode.errors import ProtocolError, SerializationError
+from rhode.federated.flower.store import NodeStore
+from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+
+_LEN = struct.Struct("<Q")
+MAX_MESSAGE = 1 << 34
+START_TIMEOUT = 120.0
+
+
+# -- framing over a stream socket ----------------------------------------------------------------------------
+def _send(sock: socket.socket, p: Payload) -> None:
+    data = pack_bundle(p)
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+class _ClosedError(ProtocolError):
+    """The peer closed the connection before sending anything (a liveness probe)."""
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            if not buf:
+                raise _ClosedError("the connection was closed")
+            raise ProtocolError("the connection was closed in the middle of a message")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv(sock: socket.socket) -> Payload:
+    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
+    if n > MAX_MESSAGE:
+        raise SerializationError("worker message too large")
+    return unpack_bundle(_recv_exact(sock, n), "worker message")
+
+
+# -- the handler's side --------------------------------------------------------------------------------------
+def call(
+    store: NodeStore, request: Payload, watch_pid: int, restart_if_stale: bool, timeout: float | None = None
+) -> Payload:
+    """Send ``request`` to this node's worker (starting one if none runs) and return its answer.
+
+    A ``start`` request that finds a worker with other keys restarts it (``restart_if_stale``)."""
+    for attempt in range(2):
+        ensure_worker(store, watch_pid)
+        reply = _request(store, request, timeout)
+        if reply.config.get("status") == "stale" and restart_if_stale and attempt == 0:
+            store.kill_worker()
+            continue
+        return reply
+    raise ProtocolError("the training worker does not accept this node's keys")
+
+
+def _request(store: NodeStore, request: Payload, timeout: float | None) -> Payload:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(store.socket_path))
+        except OSError as exc:
+            raise ProtocolError(f"cannot reach the training worker at {store.socket_path}: {exc}") from None
+        _send(s, request)
+        return _recv(s)
+
+
+def ensure_worker(store: NodeStore, watch_pid: int, idle_timeout: float = 3600.0) -> int:
+    """The pid of this node's live worker, starting one (and waiting until it listens) if needed."""
+    pid = store.worker_pid()
+    if pid is not None and _can_connect(store.socket_path):
+        return pid
+    if pid is not None:
+        store.kill_worker()
+    store.worker_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    logf = open(store.worker_dir / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rhode.federated.flower.worker",
+                "--storage",
+                str(store.root),
+                "--watch-pid",
+                str(watch_pid),
+                "--idle-timeout",
+                str(idle_timeout),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        logf.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (store.worker_dir / "worker.log").read_text(errors="replace")[-1500:]
+            raise ProtocolError(f"the training worker exited at start (status {proc.returncode}):\n{tail}")
+        if store.worker_pid() == proc.pid and _can_connect(store.socket_path):
+            return proc.pid
+        time.sleep(0.05)
+    proc.kill()
+    raise ProtocolError(f"the training worker did not start within {START_TIMEOUT:.0f} s")
+
+
+def _can_connect(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True

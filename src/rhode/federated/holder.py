@@ -1,0 +1,249 @@
+"""A data holder's side of every protocol step, written once for every engine.
+
+:class:`HolderSide` answers each :class:`~rhode.federated.schema.Step` from its
+:class:`~rhode.federated.state.HolderState` (in memory in-process, a node directory on Flower) with
+its secret share: key-generation shares, its encrypted pre-scaled statistics, refresh, decryption and
+key-switch shares, and jobs on the encrypted global model (local training, the encrypted loss) that
+pause for collective refreshes (:mod:`rhode.federated.job`). The secret share is read from the state
+for the step that needs it and never leaves this module except inside a share.
+
+See :mod:`rhode.federated.schema` for what each step carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rhode.errors import ProtocolError, SerializationError
+from rhode.federated import codec as K
+from rhode.federated.dataprep import magnitude_exponents, stat_values, stats_from_json, stats_vector
+from rhode.federated.payload import Payload
+from rhode.federated.schema import Field, JobKind, Status, Step
+from rhode.federated.state import HolderState
+from rhode.mhe import Party
+from rhode.mhe import serial as S
+from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
+
+
+class HolderSide:
+    """One data holder: ``handle(step, payload)`` runs that step on its state."""
+
+    def __init__(self, state: HolderState) -> None:
+        self.state = state
+        self._steps: dict[Step, Callable[[Payload], Payload]] = {
+            Step.SETUP: self.setup,
+            Step.CKG: self.ckg,
+            Step.JOINT_KEY: self.joint_key,
+            Step.RKG1: self.rkg1,
+            Step.RKG2: self.rkg2,
+            Step.EVAL_KEYS: self.eval_keys,
+            Step.STATS: self.stats,
+            Step.HELLO: self.hello,
+            Step.REFRESH: self.refresh,
+            Step.DECRYPT: self.decrypt,
+            Step.KEY_SWITCH: self.key_switch,
+            Step.TRAIN: self.train,
+            Step.RESUME: self.resume,
+        }
+
+    @property
+    def index(self) -> int:
+        return self.state.index
+
+    def handle(self, step: Step | str, p: Payload) -> Payload:
+        """Answer one step (a :class:`ProtocolError` for an unknown one)."""
+        try:
+            fn = self._steps[Step(step)]
+        except ValueError:
+            raise ProtocolError(f"unknown step {step!r}") from None
+        return fn(p)
+
+    def _answer(self, config: dict | None = None, blobs: dict | None = None) -> Payload:
+        return Payload({Field.PARTY.value: self.index, **(config or {})}, blobs or {})
+
+    def _check_lead(self, want_lead: bool, step: Step) -> None:
+        if (self.index == 0) != want_lead:
+            raise ProtocolError(
+                f"'{step.value}' is for {'the lead' if want_lead else 'non-lead data holders'}"
+                f", but this is data holder {self.index}"
+            )
+
+    def _check_fingerprint(self, p: Payload) -> None:
+        if p.get(Field.FINGERPRINT.value, str) != self.state.fingerprint:
+            raise ProtocolError("this data holder's run configuration differs from the aggregator's")
+
+    # -- key generation --------------------------------------------------------------------------------
+    def setup(self, p: Payload) -> Payload:
+        """A new key epoch: store the public context; the lead samples its secret share."""
+        n = p.get(Field.N_PARTIES.value, int)
+        if not 0 <= self.index < n:
+            raise ProtocolError(
+                f"node config party-index={self.index}, but the federation has {n} data "
+                f"holders (indices 0 to {n - 1})"
+            )
+        self._check_fingerprint(p)
+        train = self.state.train_series()
+        ctx = self.state.new_epoch(p)
+        if ctx.public_key is not None:
+            raise ProtocolError("setup must carry a context without a joint public key")
+        out = self._answer(
+            {
+                Field.COLUMNS.value: list(train.stat_columns),
+                Field.TARGET.value: train.target_name,
+                Field.FEATURES.value: list(train.feature_names),
+                Field.COUNT.value: float(train.n_rows),
+                Field.EXPS.value: [int(e) for e in magnitude_exponents(stat_values(train))],
+            }
+        )
+        if self.index == 0:
+            party = Party.create(ctx, 0)
+            self.state.save_party(party)
+            out.blobs[Field.PK_SHARE.value] = K.share_blob(ctx, public_key.gen_share(party))
+        return out
+
+    def ckg(self, p: Payload) -> Payload:
+        """Non-leads: a secret share from the lead's CRP, and its public-key share."""
+        self._check_lead(False, Step.CKG)
+        ctx = self.state.context()
+        crp = p.take(Field.LEAD_PK_SHARE.value, lambda b: public_key.PublicKeyCrp.from_bytes(ctx, b))
+        party = Party.create(ctx, self.index, public_key.PublicKeyCrp.of(crp))
+        self.state.save_party(party)
+        return self._answer(blobs={Field.PK_SHARE.value: K.share_blob(ctx, public_key.gen_share(party))})
+
+    def joint_key(self, p: Payload) -> Payload:
+        """Bind the share to the joint key; the lead's round-1 and rotation shares; the first
+        statistics sum (pre-scaled column sums)."""
+        ctx = self.state.context()
+        joint = p.take(Field.JOINT_PK.value, lambda b: S.public_key_from_bytes(ctx, b))
+        if ctx.public_key is not None and ctx.key_tag != joint.GetKeyTag():
+            raise ProtocolError("this data holder already has another joint public key; start a new run")
+        party = self.state.party()
+        ctx.public_key = joint
+        party.bind_to_joint_key()
+        self.state.save_party(party)
+        self.state.save_context()
+        train = self.state.train_series()
+        v = stats_vector(
+            stat_values(train), p.int_list(Field.EXPS.value), p.get(Field.TOTAL_ROWS.value, float)
+        )
+        out = self._answer(
+            {Field.KEY_TAG.value: ctx.key_tag}, {Field.STATS.value: K.cts_blob(ctx, [ctx.encrypt(v)])}
+        )
+        if self.index == 0:
+            rotations = p.int_list(Field.ROTATIONS.value)
+            out.blobs[Field.R1_SHARE.value] = K.share_blob(ctx, relin.gen_crp(party))
+            out.blobs[Field.ROT_SHARE.value] = K.share_blob(ctx, rotation.gen_crp(party, rotations))
+        return out
+
+    def rkg1(self, p: Payload) -> Payload:
+        """Non-leads: relinearization round-1 and rotation-key shares from the lead's."""
+        self._check_lead(False, Step.RKG1)
+        ctx, party = self.state.context(), self.state.party()
+        rotations = p.int_list(Field.ROTATIONS.value)
+        r1_crp = p.take(Field.LEAD_R1_SHARE.value, lambda b: relin.RelinCrp.from_bytes(ctx, b))
+        rot_crp = p.take(
+            Field.LEAD_ROT_SHARE.value, lambda b: rotation.RotationCrp.from_bytes(ctx, b, rotations)
+        )
+        return self._answer(
+            blobs={
+                Field.R1_SHARE.value: K.share_blob(ctx, relin.gen_round1(party, relin.RelinCrp.of(r1_crp))),
+                Field.ROT_SHARE.value: K.share_blob(
+                    ctx, rotation.gen_share(party, rotation.RotationCrp.of(rot_crp))
+                ),
+            }
+        )
+
+    def rkg2(self, p: Payload) -> Payload:
+        """Relinearization round-2 share; decryption shares of the first statistics sum."""
+        ctx, party = self.state.context(), self.state.party()
+        round1 = p.take(Field.ROUND1.value, lambda b: relin.RelinRound1Share.from_bytes(ctx, b))
+        out = self.decrypt(p)
+        out.blobs[Field.R2_SHARE.value] = K.share_blob(ctx, relin.gen_round2(party, round1))
+        return out
+
+    def eval_keys(self, p: Payload) -> Payload:
+        """Install the joint evaluation keys; the magnitudes of the centred squares."""
+        ctx = self.state.install_eval_keys(p)
+        values = stat_values(self.state.train_series())
+        centred = (values - _mean(p, values.shape[1])) ** 2
+        return self._answer(
+            {
+                Field.KEY_TAG.value: ctx.key_tag,
+                Field.EXPS.value: [int(e) for e in magnitude_exponents(centred)],
+            }
+        )
+
+    def stats(self, p: Payload) -> Payload:
+        """The second statistics sum: centred squares around the revealed global mean."""
+        ctx = self.state.context()
+        values = stat_values(self.state.train_series())
+        centred = (values - _mean(p, values.shape[1])) ** 2
+        v = stats_vector(centred, p.int_list(Field.EXPS.value), p.get(Field.TOTAL_ROWS.value, float))
+        return self._answer(blobs={Field.STATS.value: K.cts_blob(ctx, [ctx.encrypt(v)])})
+
+    def hello(self, p: Payload) -> Payload:
+        """A resumed or prediction run: party index and joint key tag (public keys installed if the
+        aggregator sends them: holders that keep none)."""
+        self._check_fingerprint(p)
+        ctx = self.state.attach(p)
+        self.state.party()  # the secret share must be there and belong to the joint key
+        return self._answer({Field.KEY_TAG.value: ctx.key_tag})
+
+    # -- shares on ciphertexts -------------------------------------------------------------------------
+    def refresh(self, p: Payload) -> Payload:
+        """Refresh (IntMPBoot) shares for every ciphertext of the request."""
+        ctx = self.state.context()
+        request = p.take(Field.REQUEST.value, lambda b: refresh.RefreshRequest.from_bytes(ctx, b))
+        share = refresh.gen_share(self.state.party(), request)
+        return self._answer(
+            {Field.COUNT.value: len(share.pairs)}, {Field.SHARES.value: K.share_blob(ctx, share)}
+        )
+
+    def decrypt(self, p: Payload) -> Payload:
+        """Flooded threshold-decryption shares of the request's ciphertexts."""
+        ctx = self.state.context()
+        share = decryption.gen_share(self.state.party(), K.take_cts(ctx, p, Field.CTS.value), flood=True)
+        return self._answer(
+            {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
+        )
+
+    def key_switch(self, p: Payload) -> Payload:
+        """Key-switch shares of the request's ciphertexts towards the querier's public key."""
+        ctx = self.state.context()
+        qpk = p.take(
+            Field.QUERIER_PK.value, lambda b: S.public_key_from_bytes(ctx, b, S.Kind.QUERIER_PUBLIC_KEY)
+        )
+        share = key_switch.gen_share(self.state.party(), K.take_cts(ctx, p, Field.CTS.value), qpk)
+        return self._answer(
+            {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
+        )
+
+    # -- jobs on the encrypted model -------------------------------------------------------------------------
+    def train(self, p: Payload) -> Payload:
+        """Start a job (local training or the loss) on the encrypted global model."""
+        stats_from_json(p.get("stats", str))
+        JobKind(p.get(Field.KIND.value, str))
+        return self._relay(self.state.jobs().start(p))
+
+    def resume(self, p: Payload) -> Payload:
+        """Hand the paused job its refreshed ciphertexts."""
+        return self._relay(self.state.jobs().resume(p))
+
+    def _relay(self, r: Payload) -> Payload:
+        if r.error:
+            raise ProtocolError(f"data holder {self.index}'s job failed: {r.error}")
+        status = r.get(Field.STATUS.value, str)
+        if status not in (Status.PENDING.value, Status.DONE.value):
+            raise ProtocolError(f"data holder {self.index}'s job answered {status!r}")
+        r.config[Field.PARTY.value] = self.index
+        return r
+
+
+def _mean(p: Payload, c: int) -> np.ndarray:
+    raw = p.config.get(Field.MEAN.value)
+    mean = np.asarray(raw, dtype=float) if isinstance(raw, list) else None
+    if mean is None or mean.shape != (c,) or not np.all(np.isfinite(mean)):
+        raise SerializationError("message has no valid 'mean' field")
+    return mean

@@ -1,0 +1,184 @@
+"""The aggregator's collective operations over a transport: the rounds every protocol is made of.
+
+:class:`Rounds` sends one request to every data holder and combines the shares they answer with:
+refresh (one round for any number of ciphertexts from any holders), threshold decryption and the key
+switch to a querier. It holds no secret. :mod:`rhode.federated.keygen` and
+:mod:`rhode.federated.aggregator` build the protocols on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rhode.errors import ProtocolError, RhodeError
+from rhode.federated import codec as K
+from rhode.federated.config import RunConfig, model_configs
+from rhode.federated.payload import Blob, Payload
+from rhode.federated.schema import Field, Step
+from rhode.federated.transport import Transport
+from rhode.mhe import MheContext
+from rhode.mhe import serial as S
+from rhode.mhe.protocols import decryption, key_switch, refresh
+from rhode.mhe.protocols.base import Accumulator, ProtocolKind, payload_size
+from rhode.nn.model import RecurrentModel
+from rhode.tensor import codec as TC
+
+
+class Rounds:
+    """Drives a federation of ``n_parties`` data holders over ``transport``.
+
+    Args:
+        run: the run configuration every data holder has too.
+        fingerprint: what the data holders' configuration must match.
+        transport: how to reach the data holders.
+        round_timeout, connect_timeout: seconds to wait for one round's answers / for every holder
+            to connect.
+        margin: the aggregator's cipher backend's ``eager_margin``.
+    """
+
+    def __init__(
+        self,
+        run: RunConfig,
+        fingerprint: str,
+        transport: Transport,
+        *,
+        round_timeout: float = 600.0,
+        connect_timeout: float = 120.0,
+        margin: int | None = None,
+    ) -> None:
+        self.run = run
+        self.fingerprint = fingerprint
+        self.t = transport
+        self.n = run.n_parties
+        self.timeouts = (round_timeout, connect_timeout)
+        self.margin = margin
+        self.ctx: MheContext | None = None
+        self.schema = None  # the data holders' schema (keygen.Schema), once key generation ran
+        self.model: RecurrentModel | None = None
+        self.backend = None
+        self.refresh_rounds = 0
+        self.refreshed_ciphertexts = 0
+        self._forms_used: dict[str, list[str]] = {}
+        self.holder_operations: dict[str, int] = {}
+
+    @property
+    def parties(self) -> list[int]:
+        return list(range(self.n))
+
+    def _all(self, step: Step, payload: Payload) -> dict[int, Payload]:
+        return self.t.exchange(step, dict.fromkeys(self.parties, payload), self.timeouts[0])
+
+    @staticmethod
+    def _parse(party: int, what: str, fn, payload: Payload):
+        try:
+            return fn(payload)
+        except RhodeError as exc:
+            raise ProtocolError(f"data holder {party} sent an unusable {what} answer: {exc}") from None
+
+    def setup_model(self, n_features: int) -> None:
+        """The polynomial model and, once the joint evaluation keys exist, its cipher backend."""
+        self.model = RecurrentModel(model_configs(self.run, n_features)[0])
+        if self.ctx.has_relin_key:
+            self.backend = K.backend_for(
+                self.ctx, self.model, self.run.batch, self.refresh_round, self.margin
+            )
+
+    # -- collective operations -------------------------------------------------------------------------------
+    def fold_answers(
+        self,
+        answers: dict[int, Payload],
+        name: str,
+        decode,
+        aggregate,
+        what: ProtocolKind,
+        lead=None,
+    ):
+        """The one generic round's second half: every answer's share in blob ``name`` (``decode(bytes)``
+        when it crossed a process boundary) folded with ``aggregate`` as it is read. ``lead``: the
+        lead's share, already read (protocols whose lead share is the others' CRP); then ``answers``
+        holds the other parties' only."""
+        acc = Accumulator(self.ctx, aggregate, what)
+        if lead is not None:
+            acc.add(lead)
+        for i in self.parties[1:] if lead is not None else self.parties:
+            acc.add(self.take_share(i, answers[i], name, decode, what))
+        return acc.result()
+
+    def take_share(self, party: int, p: Payload, name: str, decode, what: ProtocolKind):
+        """Party ``party``'s share in blob ``name`` of ``p`` (a rhode error naming the party if unusable)."""
+        return self._parse(party, what.value, lambda q: q.take(name, decode), p)
+
+    def refresh_round(self, cts: list) -> list:
+        """Refresh ``cts`` (from any holders) in one round: every data holder sends refresh shares for all
+        of them; the aggregator adds the shares and re-encrypts (level 0)."""
+        ctx = self.ctx
+        req = refresh.prepare(ctx, cts)
+        answers = self._all(
+            Step.REFRESH,
+            Payload(
+                {Field.COUNT.value: len(cts)},
+                {
+                    Field.REQUEST.value: Blob(
+                        req, lambda: req.to_bytes(ctx), lambda: payload_size([req.c1s, req.crps], "request")
+                    )
+                },
+            ),
+        )
+        agg = self.fold_answers(
+            answers,
+            Field.SHARES.value,
+            lambda b: refresh.RefreshShare.from_bytes(ctx, b, count=len(cts)),
+            refresh.aggregate,
+            ProtocolKind.REFRESH,
+        )
+        self.refresh_rounds += 1
+        self.refreshed_ciphertexts += len(cts)
+        return refresh.finalize(ctx, req, agg)
+
+    def decrypt(self, cts: list, length: int | None = None) -> list[np.ndarray]:
+        """Threshold decryption of ``cts`` (flooded shares from every data holder)."""
+        answers = self._all(Step.DECRYPT, Payload({}, {Field.CTS.value: K.cts_blob(self.ctx, cts)}))
+        return self.fuse(answers, len(cts), length)
+
+    def fuse(self, answers: dict[int, Payload], count: int, length: int | None) -> list[np.ndarray]:
+        """Fold the decryption shares of ``count`` ciphertexts in ``answers`` and decode ``length`` values."""
+        agg = self.fold_answers(
+            answers,
+            Field.SHARES.value,
+            lambda b: decryption.DecryptionShare.from_bytes(self.ctx, b, count=count),
+            decryption.aggregate,
+            ProtocolKind.DECRYPTION,
+        )
+        return decryption.finalize(self.ctx, agg, length)
+
+    def key_switch(self, cts: list, querier_pk) -> list:
+        """Switch ``cts`` from the joint key to a querier's public key (one round)."""
+        ctx = self.ctx
+        pk_blob = Blob(querier_pk, lambda: S.public_key_to_bytes(ctx, querier_pk, S.Kind.QUERIER_PUBLIC_KEY))
+        answers = self._all(
+            Step.KEY_SWITCH,
+            Payload({}, {Field.CTS.value: K.cts_blob(ctx, cts), Field.QUERIER_PK.value: pk_blob}),
+        )
+        qtag = querier_pk.GetKeyTag()
+        agg = self.fold_answers(
+            answers,
+            Field.SHARES.value,
+            lambda b: key_switch.KeySwitchShare.from_bytes(ctx, b, key_tag=qtag, count=len(cts)),
+            key_switch.aggregate,
+            ProtocolKind.KEY_SWITCH,
+        )
+        return key_switch.finalize(ctx, agg)
+
+    def decrypt_model(self, params: dict) -> dict[str, np.ndarray]:
+        """Threshold decryption of the model (a unanimous decision of the data holders), one round."""
+        names = list(params)
+        self.backend.prepare_export(params.values())
+        cts = [TC.ciphertexts(params[k]) for k in names]
+        flat = self.decrypt([ct for part in cts for ct in part])
+        out, pos = {}, 0
+        for k, part in zip(names, cts, strict=True):
+            out[k] = self.backend.decode(params[k], flat[pos : pos + len(part)])
+            pos += len(part)
+        return out
+
+    # -- key generation and global statistics ----------------------------------------------------------------

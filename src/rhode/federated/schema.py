@@ -1,0 +1,106 @@
+"""The protocol's vocabulary, declared once for the aggregator and the data holders.
+
+Every step a data holder answers is a :class:`Step`; every message field a :class:`Field`. Both sides
+import this module, so a renamed field cannot drift between them (Flower's SecAgg+ workflow declares
+its keys the same way). The step values are Flower message types (``category.action``).
+
+=====================  ===========================================================================
+step                   request -> answer
+=====================  ===========================================================================
+``SETUP``              n_parties, fingerprint, CONTEXT -> party, schema, count, exps (+ PK_SHARE: lead)
+``CKG``                LEAD_PK_SHARE -> PK_SHARE (non-leads)
+``JOINT_KEY``          rotations, exps, total_rows, JOINT_PK -> key_tag, STATS (+ R1_SHARE, ROT_SHARE: lead)
+``RKG1``               rotations, LEAD_R1_SHARE, LEAD_ROT_SHARE -> R1_SHARE, ROT_SHARE (non-leads)
+``RKG2``               ROUND1, CTS -> R2_SHARE, SHARES (decryption shares of the first statistics sum)
+``EVAL_KEYS``          mean, EVAL_KEYS -> key_tag, exps (magnitudes of the centred squares)
+``STATS``              mean, exps, total_rows -> STATS (second statistics sum)
+``HELLO``              fingerprint (+ CONTEXT, EVAL_KEYS for holders that keep no public keys)
+                       -> party, key_tag
+``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request)
+``DECRYPT``            CTS -> SHARES (flooded threshold-decryption shares)
+``KEY_SWITCH``         CTS, QUERIER_PK -> SHARES (key-switch shares towards the querier)
+``TRAIN``              job, iteration, kind, stats, scale, MODEL -> status (+ CTS: pending; MODEL: done)
+``RESUME``             job, CTS -> as ``TRAIN``
+=====================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Step(str, enum.Enum):
+    """A protocol step a data holder answers (the Flower message type)."""
+
+    SETUP = "query.setup"
+    CKG = "query.ckg"
+    JOINT_KEY = "query.jointkey"
+    RKG1 = "query.rkg1"
+    RKG2 = "query.rkg2"
+    EVAL_KEYS = "query.evalkeys"
+    STATS = "query.stats"
+    HELLO = "query.hello"
+    REFRESH = "query.refresh"
+    DECRYPT = "query.decrypt"
+    KEY_SWITCH = "query.pcks"
+    TRAIN = "train.local"
+    RESUME = "train.resume"
+
+
+class Field(str, enum.Enum):
+    """A message field (config key or blob name)."""
+
+    # config
+    PARTY = "party"
+    N_PARTIES = "n_parties"
+    FINGERPRINT = "fingerprint"
+    COLUMNS = "columns"
+    TARGET = "target"
+    FEATURES = "features"
+    COUNT = "count"
+    EXPS = "exps"
+    TOTAL_ROWS = "total_rows"
+    ROTATIONS = "rotations"
+    KEY_TAG = "key_tag"
+    MEAN = "mean"
+    JOB = "job"
+    ITERATION = "iteration"
+    KIND = "kind"
+    STATUS = "status"
+    WINDOWS = "windows"
+    SCALE = "scale"
+    FORMS_USED = "forms_used"
+    OPERATIONS = "operations"
+    # blobs
+    CONTEXT = "context"
+    PK_SHARE = "pk_share"
+    LEAD_PK_SHARE = "lead_pk_share"
+    JOINT_PK = "joint_pk"
+    R1_SHARE = "r1_share"
+    R2_SHARE = "r2_share"
+    LEAD_R1_SHARE = "lead_r1_share"
+    ROT_SHARE = "rot_share"
+    LEAD_ROT_SHARE = "lead_rot_share"
+    ROUND1 = "round1"
+    EVAL_KEYS = "evalkeys"
+    STATS = "stats"
+    CTS = "cts"
+    SHARES = "shares"
+    REQUEST = "request"
+    QUERIER_PK = "querier_pk"
+    MODEL = "model"
+    RESULT = "result"
+
+
+class Status(str, enum.Enum):
+    """Where a data holder's job stands after ``TRAIN`` or ``RESUME``."""
+
+    PENDING = "pending"  # paused: its CTS need a collective refresh
+    DONE = "done"  # finished: MODEL holds its result
+
+
+class JobKind(str, enum.Enum):
+    """What a data holder's job computes on the encrypted global model."""
+
+    TRAIN = "train"  # local training: the local model
+    LOSS = "loss"  # encrypted sum of squared errors on one batch, scaled by ``scale``

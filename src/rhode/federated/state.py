@@ -1,0 +1,242 @@
+"""What a data holder keeps between protocol steps: :class:`HolderState`.
+
+The holder's steps (:mod:`rhode.federated.holder`) are written against this small interface; two
+implementations keep it:
+
+* :class:`MemoryState` - in memory, in the process that runs the data holder (the in-process engines;
+  with ``parties_dir`` its secret share is also written to ``party-<i>.key``, mode 0600, for resume);
+* :class:`rhode.federated.flower.node.NodeState` - a node directory on Flower, where every message
+  may run in a fresh process.
+
+Several data holders in one process (in-process engines, a worker process) share one public context
+and one copy of the evaluation keys (OpenFHE keeps them in process-wide maps keyed by tag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rhode.data import Normalizer, make_windows
+from rhode.errors import ProtocolError
+from rhode.federated import codec as K
+from rhode.federated.config import RunConfig
+from rhode.federated.job import JobRunner
+from rhode.federated.payload import Payload
+from rhode.federated.schema import Field
+from rhode.federated.work import job_work, pending_answer
+from rhode.mhe import MheContext, Party
+from rhode.mhe import serial as S
+from rhode.nn.model import RecurrentModel
+
+_CONTEXTS: dict[bytes, MheContext] = {}  # this process's contexts, by digest of their bytes
+_EVAL_KEYS_LOADED: set[str] = set()  # joint key tags whose evaluation keys this process holds
+
+
+def shared_context(data: bytes) -> MheContext:
+    """The context of ``data``, read once per process (every holder here then shares it)."""
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = S.context_from_bytes(data)
+    return _CONTEXTS[key]
+
+
+def install_eval_keys(ctx: MheContext, p: Payload) -> MheContext:
+    """Install the joint evaluation keys of blob EVAL_KEYS in ``ctx`` (once per process and key)."""
+    if p.take(Field.EVAL_KEYS.value, lambda b: b) is ctx:
+        if not ctx.has_relin_key:
+            raise ProtocolError("the aggregator has no joint evaluation keys yet")
+        return ctx  # in process: the aggregator's context, which holds them
+    data = p.blob(Field.EVAL_KEYS.value)
+    if ctx.key_tag not in _EVAL_KEYS_LOADED or not ctx.has_relin_key:
+        S.load_eval_keys(ctx, data)  # validates before installing
+        _EVAL_KEYS_LOADED.add(ctx.key_tag)
+    return ctx
+
+
+@dataclass(frozen=True)
+class HolderSettings:
+    """What every data holder of a run agrees on with the aggregator.
+
+    Attributes:
+        run: the run configuration (model, schedule, data schema).
+        fingerprint: what a step's ``fingerprint`` must match.
+        margin: the cipher backend's ``eager_margin`` in the holder's jobs (None: refresh only what
+            needs it).
+    """
+
+    run: RunConfig
+    fingerprint: str
+    margin: int | None = None
+
+
+class _Hook:
+    """A backend's refresh hook that pauses the job running now."""
+
+    def __init__(self) -> None:
+        self.pause = None
+
+    def __call__(self, cts: list) -> list:
+        if self.pause is None:
+            raise ProtocolError("a refresh was needed outside a job")
+        return self.pause(cts)
+
+
+class HolderState:
+    """The interface (see module docstring); subclasses provide the storage."""
+
+    def __init__(self, index: int, settings: HolderSettings) -> None:
+        self.index = index
+        self.settings = settings
+        self._windows: tuple[str, tuple] | None = None
+        self._backends: dict = {}
+        self._hook = _Hook()
+
+    @property
+    def run(self) -> RunConfig:
+        return self.settings.run
+
+    @property
+    def fingerprint(self) -> str:
+        return self.settings.fingerprint
+
+    # -- data ----------------------------------------------------------------------------------------
+    def train_series(self):
+        """This holder's training part (a :class:`~rhode.data.TimeSeries`)."""
+        raise NotImplementedError
+
+    def windows(self, stats) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized training windows X (n, T, d), Y (n, 1) under the global statistics."""
+        key = repr((stats.count, stats.sum.tolist(), stats.sumsq.tolist()))
+        if self._windows is None or self._windows[0] != key:
+            norm = Normalizer.from_stats(stats)
+            self._windows = (
+                key,
+                make_windows(norm.normalize(self.train_series()), self.run.timesteps, self.run.horizon),
+            )
+        return self._windows[1]
+
+    # -- keys ------------------------------------------------------------------------------------------
+    def context(self) -> MheContext:
+        raise NotImplementedError
+
+    def new_epoch(self, p: Payload) -> MheContext:
+        """SETUP: forget the previous keys, keep the context of blob CONTEXT."""
+        raise NotImplementedError
+
+    def save_context(self) -> None:
+        """The context now holds the joint public key (a node stores it)."""
+
+    def attach(self, p: Payload) -> MheContext:
+        """HELLO of a resumed run: the context (and evaluation keys, if the request has them)."""
+        raise NotImplementedError
+
+    def install_eval_keys(self, p: Payload) -> MheContext:
+        return install_eval_keys(self.context(), p)
+
+    def party(self) -> Party:
+        raise NotImplementedError
+
+    def save_party(self, party: Party) -> None:
+        raise NotImplementedError
+
+    # -- jobs -------------------------------------------------------------------------------------------
+    def backend(self, model: RecurrentModel, pause):
+        """This holder's cipher backend for ``model`` (made once), its refresh hook pausing via ``pause``."""
+        key = (model.config, self.run.batch)
+        if key not in self._backends:
+            be = K.backend_for(self.context(), model, self.run.batch, self._hook, self.settings.margin)
+            be.prepare(model.param_shapes)
+            self._backends = {key: be}
+        self._hook.pause = pause
+        return self._backends[key]
+
+    def jobs(self):
+        """Where this holder's jobs run (:class:`LocalJobs` or a node's worker)."""
+        raise NotImplementedError
+
+
+class LocalJobs:
+    """A holder's jobs in this process, in a :class:`~rhode.federated.job.JobRunner`."""
+
+    def __init__(self, state: HolderState) -> None:
+        self.state = state
+        self.runner = JobRunner()
+
+    def start(self, p: Payload) -> Payload:
+        job_id = p.get(Field.JOB.value, str)
+        return self.runner.start(
+            job_id, job_work(self.state, p), pending_answer(self.state.context(), job_id)
+        )
+
+    def resume(self, p: Payload) -> Payload:
+        ctx = self.state.context()
+        return self.runner.resume(
+            p.get(Field.JOB.value, str), lambda count: K.take_cts(ctx, p, Field.CTS.value, count=count)
+        )
+
+    def close(self) -> None:
+        self.runner.abort()
+
+
+class MemoryState(HolderState):
+    """A data holder in this process: its training series in memory, its secret share in memory and
+    (with ``parties_dir``) in ``parties_dir/party-<i>.key`` (0600)."""
+
+    def __init__(
+        self, index: int, settings: HolderSettings, series, parties_dir: str | os.PathLike | None = None
+    ) -> None:
+        super().__init__(index, settings)
+        self.series = series
+        self.parties_dir = Path(parties_dir) if parties_dir is not None else None
+        self._ctx: MheContext | None = None
+        self._party: Party | None = None
+        self._jobs = LocalJobs(self)
+
+    def train_series(self):
+        return self.series
+
+    def context(self) -> MheContext:
+        if self._ctx is None:
+            raise ProtocolError(f"data holder {self.index} has no keys yet (no setup or hello)")
+        return self._ctx
+
+    def _take_context(self, p: Payload) -> MheContext:
+        return p.take(Field.CONTEXT.value, shared_context)
+
+    def new_epoch(self, p: Payload) -> MheContext:
+        self._jobs.close()
+        self._party, self._backends = None, {}
+        self._ctx = self._take_context(p)
+        return self._ctx
+
+    def attach(self, p: Payload) -> MheContext:
+        if Field.CONTEXT.value in p.blobs:
+            self._ctx = self._take_context(p)
+            self.install_eval_keys(p)
+        return self.context()
+
+    def party(self) -> Party:
+        if self._party is None:
+            path = self._secret_path()
+            if path is None or not path.exists():
+                raise ProtocolError(f"data holder {self.index} has no secret share; start a new run")
+            self._party = Party.load(self.context(), path)
+        return self._party
+
+    def save_party(self, party: Party) -> None:
+        self._party = party
+        path = self._secret_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            party.save(path)
+
+    def _secret_path(self) -> Path | None:
+        return self.parties_dir / f"party-{self.index}.key" if self.parties_dir is not None else None
+
+    def jobs(self) -> LocalJobs:
+        return self._jobs

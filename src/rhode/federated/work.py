@@ -1,0 +1,94 @@
+"""The jobs a data holder runs on the encrypted global model: local training and the encrypted loss.
+
+:func:`job_work` builds the work of a ``TRAIN`` request for :class:`~rhode.federated.job.JobRunner`;
+the job's refresh hook is its pause. It runs in the data holder's process (in-process engines) or in
+its node's worker process (Flower), with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from rhode.federated import codec as K
+from rhode.federated.config import model_configs
+from rhode.federated.dataprep import stats_from_json
+from rhode.federated.payload import Payload
+from rhode.federated.schema import Field, JobKind, Status
+from rhode.mhe import MheContext
+from rhode.nn.model import RecurrentModel
+from rhode.nn.train import BatchKey, batch_indices, local_training
+from rhode.tensor import codec as TC
+
+LOSS_SEED_OFFSET = 7919  # the loss batches are drawn apart from the training batches
+
+
+def loss_indices(n: int, batch: int, *, seed: int, party: int, iteration: int) -> np.ndarray:
+    """The windows data holder ``party``'s training loss is measured on after ``iteration``."""
+    return batch_indices(n, batch, seed=seed + LOSS_SEED_OFFSET, party=party, iteration=iteration, step=0)
+
+
+def job_work(state, p: Payload) -> Callable:
+    """The work of a ``TRAIN`` request (see :mod:`rhode.federated.job`): local training or the loss
+    on the encrypted global model in blob MODEL, with ``pause`` as the refresh hook."""
+    run = state.run
+    stats = stats_from_json(p.get("stats", str))
+    kind, it = JobKind(p.get(Field.KIND.value, str)), p.get(Field.ITERATION.value, int)
+    X, Y = state.windows(stats)
+    poly, _, train_cfg = model_configs(run, X.shape[2])
+    model = RecurrentModel(poly)
+    ctx = state.context()
+
+    def work(pause) -> Payload:
+        backend = state.backend(model, pause)
+        backend.reset_counters()
+        params = K.take_model(ctx, backend, model, p, Field.MODEL.value)
+        key = BatchKey(run.seed, state.index, it)
+        if kind is JobKind.LOSS:
+            out = {
+                "sse": _sse(backend, model, params, (X, Y), run.batch, key, p.get(Field.SCALE.value, float))
+            }
+            names = ["sse"]
+        else:
+            out = local_training(backend, model, params, X, Y, train_cfg, key)
+            names = list(model.param_shapes)
+        backend.prepare_export([out[k] for k in names])  # levels (and refreshes) spent here, in the job
+        cts = [TC.export_param(out[k])[0] for k in names]
+        used = {k: sorted(v.forms) for k, v in params.items()}
+        return Payload(
+            {
+                Field.STATUS.value: Status.DONE.value,
+                Field.JOB.value: p.get(Field.JOB.value, str),
+                Field.WINDOWS.value: int(X.shape[0]),
+                Field.FORMS_USED.value: json.dumps(used),
+                Field.OPERATIONS.value: json.dumps(backend.counters()["total"]),
+            },
+            {Field.MODEL.value: K.cts_blob(ctx, cts)},
+        )
+
+    return work
+
+
+def pending_answer(ctx: MheContext, job_id: str) -> Callable[[list], Payload]:
+    """The answer of a job paused for a refresh of ``cts``."""
+
+    def pending(cts: list) -> Payload:
+        return Payload(
+            {Field.STATUS.value: Status.PENDING.value, Field.JOB.value: job_id, Field.COUNT.value: len(cts)},
+            {Field.CTS.value: K.cts_blob(ctx, cts)},
+        )
+
+    return pending
+
+
+def _sse(backend, model, params, windows, batch: int, key: BatchKey, scale: float):
+    """``scale`` times the encrypted sum of squared errors on this holder's loss batch of ``windows``
+    (X (n, T, d), Y (n, o)): a (o,) tensor. Levels: the forward pass, then two products."""
+    X, Y = windows
+    idx = loss_indices(X.shape[0], batch, seed=key.seed, party=key.party, iteration=key.iteration)
+    be = backend
+    yhat = model.predict(be, params, [be.data(X[idx, t, :]) for t in range(X.shape[1])])
+    err = be.sub(yhat, be.data(Y[idx]))
+    return be.batch_sum(be.mul(err, be.mul(err, be.data(np.full(Y[idx].shape, scale)))))

@@ -1,0 +1,128 @@
+"""The one protocol carried by the in-process engines equals the plaintext mirror (same polynomials,
+seed, batches, FedAvg weights and loss batches) on real OpenFHE ciphertexts (insecure `test` preset,
+small dimensions): RNN, GRU and LSTM with N = 3 data holders for 3 global iterations on the
+sequential engine, the parallel engine with fewer workers than holders, 10 holders, the global
+statistics, and a querier's prediction that only the querier can decrypt.
+
+Tolerance: TOL = 1e-3 on weights and predictions. The `test` preset's refreshes re-encrypt at a
+40-bit scale and the flooded decryption leaves about 2^-20 relative error per revealed value
+(docs/security.md); over 3 iterations the mirror gap measured ~1e-6, so 1e-3 is far from both the
+noise and from a wrong computation (a model that did not train moves by > 1e-2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rhode.data import Normalizer, Stats
+from rhode.errors import ParameterError, RhodeError
+from rhode.federated.config import RunConfig, model_configs
+from rhode.federated.dataprep import load_holders, stat_values, window_holders
+from rhode.federated.engine import Federation
+from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
+from rhode.federated.run import n_workers
+from rhode.nn.model import RecurrentModel
+
+TOL = 1e-3
+
+
+def _config(**over) -> RunConfig:
+    base = dict(dataset="electricity", max_rows=600, parties=3, cell="rnn", hidden=3, timesteps=3, batch=8,
+                learning_rate=0.7, local_steps=1, global_iterations=3, preset="test", seed=11)
+    base.update(over)
+    return RunConfig(**base).validate()
+
+
+def _train(cfg: RunConfig, workers: int = 1):
+    """Encrypted training through a Federation; the decrypted model and encrypted loss after every
+    iteration, the mirror, and the federation (left open: close it)."""
+    holders = load_holders(cfg)
+    fed = Federation(cfg, [h.train for h in holders], workers=workers)
+    stats = fed.keygen()
+    window_holders(holders, Normalizer.from_stats(stats), cfg)
+    parties = [(h.X, h.Y) for h in holders]
+    poly, _, train_cfg = model_configs(cfg, holders[0].train.n_features)
+    model = RecurrentModel(poly)
+    mirror = plain_fedavg(model, train_cfg, parties, cfg, [float(len(X)) for X, _ in parties])
+    enc = fed.agg.encrypt_model(model.init_params(cfg.seed))
+    decrypted, losses = [], []
+    for it in range(cfg.global_iterations):
+        enc, rec = fed.agg.iteration(it, enc, stats)
+        decrypted.append(fed.agg.decrypt_model(enc))
+        losses.append((rec.loss, plain_loss(model, mirror[it + 1], parties, cfg, it)))
+    return {"fed": fed, "enc": enc, "decrypted": decrypted, "losses": losses, "mirror": mirror,
+            "model": model, "parties": parties, "holders": holders, "stats": stats}
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_sequential_engine_equals_mirror(cell):
+    r = _train(_config(cell=cell))
+    try:
+        for it, dec in enumerate(r["decrypted"]):  # every iteration, not only the last
+            assert _max_diff(dec, r["mirror"][it + 1]) <= TOL, (cell, it)
+        for enc_loss, mirror_loss in r["losses"]:
+            assert abs(enc_loss - mirror_loss) <= TOL
+        assert _max_diff(r["mirror"][-1], r["mirror"][0]) > 1e-2  # the model moved
+        # a querier's prediction: only the querier can decrypt, and it equals the mirror's
+        Xq = r["parties"][1][0][:5]
+        yhat, switched, querier = r["fed"].predict_encrypted(r["enc"], Xq)
+        got = r["fed"].agg.backend.decode(yhat, querier.decrypt(switched))
+        want = predict_plain(r["model"], r["mirror"][-1], Xq)
+        assert got.shape == want.shape == (5, 1)
+        assert float(np.max(np.abs(got - want))) <= TOL
+        try:  # the data holders together cannot decrypt the switched result
+            wrong = r["fed"].agg.backend.decode(yhat, r["fed"].agg.decrypt(switched))
+            assert float(np.max(np.abs(wrong - want))) >= 1e-1
+        except RhodeError:
+            pass  # OpenFHE may refuse to fuse shares of a foreign-key ciphertext
+    finally:
+        r["fed"].close()
+
+
+@pytest.mark.slow
+def test_parallel_engine_equals_sequential_and_mirror():
+    cfg = _config(global_iterations=2)
+    seq, par = _train(cfg), _train(cfg, workers=2)  # 2 workers for 3 holders: one trains two
+    try:
+        for it in range(cfg.global_iterations):
+            assert _max_diff(par["decrypted"][it], seq["decrypted"][it]) <= TOL
+            assert _max_diff(par["decrypted"][it], par["mirror"][it + 1]) <= TOL
+        assert par["fed"].transport.n_workers == 2
+    finally:
+        seq["fed"].close()
+        par["fed"].close()
+
+
+@pytest.mark.slow
+def test_global_statistics_and_ten_holders():
+    cfg = _config(parties=10, max_rows=1500, hidden=2, timesteps=2, batch=4, global_iterations=1)
+    r = _train(cfg)
+    try:
+        values = [stat_values(h.train) for h in r["holders"]]
+        rows = float(sum(len(v) for v in values))
+        mean = np.concatenate(values).mean(axis=0)
+        var = np.concatenate(values).var(axis=0)
+        s: Stats = r["stats"]
+        assert s.count == rows
+        np.testing.assert_allclose(s.sum / rows, mean, atol=1e-4 * max(1.0, float(np.max(np.abs(mean)))))
+        np.testing.assert_allclose(s.sumsq / rows - (s.sum / rows) ** 2, var, rtol=1e-3)
+        assert _max_diff(r["decrypted"][0], r["mirror"][1]) <= TOL
+    finally:
+        r["fed"].close()
+
+
+def test_worker_count_resolution():
+    import os
+    cores = len(os.sched_getaffinity(0))
+    assert n_workers(1, 5) == 1
+    assert n_workers(4, 3) == 3  # at most one per data holder
+    assert n_workers(0, 64) == min(64, 2 * cores)  # at most two per core
+    assert n_workers(0, 2) == min(2, 2 * cores)  # one per holder
+    with pytest.raises(ParameterError, match="workers"):
+        Federation(_config(), [None] * 3, workers=4)
