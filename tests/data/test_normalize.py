@@ -52,17 +52,6 @@ def test_default_factor_three_keeps_gaussian_data_inside():
     assert np.abs(norm.normalize(s).values).std() == pytest.approx(np.sqrt(1 - 2 / np.pi) / 3, rel=0.05)
 
 
-def test_vector_round_trip_with_scale():
-    st = local_stats(random_series())
-    v = st.to_vector(scale=1e-12)
-    assert v.shape == (7,)
-    back = Stats.from_vector(st.columns, st.target, v, scale=1e-12)
-    np.testing.assert_allclose(back.sumsq, st.sumsq, rtol=1e-12)
-    assert back.count == st.count
-    with pytest.raises(DataError, match="need 7"):
-        Stats.from_vector(st.columns, st.target, v[:5])
-
-
 def test_mismatches_and_degenerate_input():
     a = local_stats(random_series(target_is_feature=True))
     b = local_stats(random_series(target_is_feature=False))

@@ -136,6 +136,7 @@ from flwr.serverapp import ServerApp
 from rhode.federated.flower.settings import DeployConfig
 from rhode.federated.flower.wire import from_recorddict, to_recorddict
 from rhode.federated.payload import Payload
+from rhode.federated.schema import Field, Step
 from rhode.mhe import serial as S
 from rhode.mhe.protocols import refresh
 
@@ -178,34 +179,34 @@ def main(grid, context):
     ctx = S.context_from_bytes(open(rc["server-dir"] + "/context.rhode", "rb").read())
 
     def hello():
-        return to_recorddict(Payload({"fingerprint": dc.fingerprint()}))
+        return to_recorddict(Payload({Field.FINGERPRINT.value: dc.fingerprint()}))
 
     def all_parties(got):
         return len(got) >= dc.n_parties
     # the live data holders (a node killed earlier may still be listed by the SuperLink for a while)
-    first = ask(grid, list(grid.get_node_ids()), [("hello", "query.hello", hello)], enough=all_parties,
+    first = ask(grid, list(grid.get_node_ids()), [("hello", Step.HELLO.value, hello)], enough=all_parties,
                 timeout=120)["hello"]
     nodes = [n for n, a in first.items() if a["answered"]]
     good = refresh.prepare(ctx, [ctx.encrypt(np.array([0.5]))]).to_bytes(ctx)
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x40
     results = ask(grid, nodes, [
-        ("refresh_flipped_byte", "query.refresh", lambda: to_recorddict(
-            Payload({"count": 1}, {"request": bytes(flipped)}))),
-        ("refresh_truncated", "query.refresh", lambda: to_recorddict(
-            Payload({"count": 1}, {"request": good[:-100]}))),
-        ("pcks_garbage", "query.pcks", lambda: to_recorddict(
-            Payload({}, {"cts": bytes(range(256)) * 8, "querier_pk": b"x"}))),
-        ("not_a_rhode_payload", "query.refresh", lambda: RecordDict(
+        ("refresh_flipped_byte", Step.REFRESH.value, lambda: to_recorddict(
+            Payload({Field.COUNT.value: 1}, {Field.REQUEST.value: bytes(flipped)}))),
+        ("refresh_truncated", Step.REFRESH.value, lambda: to_recorddict(
+            Payload({Field.COUNT.value: 1}, {Field.REQUEST.value: good[:-100]}))),
+        ("pcks_garbage", Step.KEY_SWITCH.value, lambda: to_recorddict(
+            Payload({}, {Field.CTS.value: bytes(range(256)) * 8, Field.QUERIER_PK.value: b"x"}))),
+        ("not_a_rhode_payload", Step.REFRESH.value, lambda: RecordDict(
             {"arrays": ArrayRecord({"x": Array(np.zeros(3))})})),
-        ("hello_after", "query.hello", hello),
+        ("hello_after", Step.HELLO.value, hello),
     ], timeout=240)
     # Flower 1.30's SuperLink sometimes fails to store a reply (sqlite FOREIGN KEY error in its object
     # store, logged by the SuperNode as "Failed to send message"): the node is alive but that answer
     # is lost. Ask the nodes whose hello got lost once more; a dead node stays unanswered.
     lost = [n for n, a in results["hello_after"].items() if not a["answered"]]
     if lost:
-        results["hello_after"].update(ask(grid, lost, [("hello_after", "query.hello", hello)],
+        results["hello_after"].update(ask(grid, lost, [("hello_after", Step.HELLO.value, hello)],
                                           timeout=120)["hello_after"])
     with open(rc["probe-out"], "w") as fh:
         json.dump({k: list(v.values()) for k, v in results.items()}, fh)

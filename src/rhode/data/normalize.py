@@ -1,9 +1,10 @@
 """Normalization from *global* statistics that the data holders can add up under encryption.
 
-Each data holder computes :func:`local_stats` (count, sum and sum of squares per column). These are
-additive: the global statistics are the sum of the local ones, so the parties can encrypt
-:meth:`Stats.to_vector` under the collective key, add the ciphertexts, and decrypt only the total;
-no party reveals its own mean or variance. :meth:`Normalizer.from_stats` turns the total into a
+:class:`Stats` (count, sum and sum of squares per column) are additive: the global statistics are the
+sum of every data holder's. In a run they are computed under encryption, so that no party reveals its
+own mean or variance (two secure sums: the mean, then the squares centred on it;
+:mod:`rhode.federated.dataprep` and :mod:`rhode.federated.keygen`); :func:`local_stats` is the
+plaintext version (tests, experiments). :meth:`Normalizer.from_stats` turns the total into a
 mean/std scaling.
 
 Why mean/std and not min/max: a minimum or maximum is not a sum, so it cannot be aggregated by
@@ -13,9 +14,9 @@ are then divided by ``factor`` (default 3) so that values within 3 standard devi
 in [-1, 1], and inputs are clipped to [-1, 1] at the data holder, because the encrypted network's
 polynomial activations are accurate only on bounded intervals.
 
-Precision note for the encrypted sum: sums of squares of large raw values (e.g. trading volumes of
-1e7 over thousands of rows gives ~1e17) exceed what CKKS represents accurately at usual scales; scale
-the vector by a public factor before encryption (:meth:`Stats.to_vector` takes one) and back after.
+Precision of the encrypted sums: every holder pre-scales its column sums by public powers of two and
+the public row count so that every slot stays in [-1, 1] (raw squares of large values, e.g. trading
+volumes of 1e7 over thousands of rows, ~1e17, would exceed what CKKS represents accurately).
 """
 
 from __future__ import annotations
@@ -62,22 +63,6 @@ class Stats:
         if other == 0:  # lets sum(stats_list) work
             return self
         return NotImplemented
-
-    def to_vector(self, scale: float = 1.0) -> np.ndarray:
-        """[count, sum_1..sum_c, sumsq_1..sumsq_c] * scale, shape (1 + 2c,): what a party encrypts."""
-        return np.concatenate([[self.count], self.sum, self.sumsq]) * scale
-
-    @classmethod
-    def from_vector(cls, columns: Sequence[str], target: str, vector: np.ndarray,
-                    scale: float = 1.0) -> Stats:
-        """Inverse of :meth:`to_vector` (e.g. on the decrypted encrypted sum)."""
-        columns = tuple(columns)
-        v = np.asarray(vector, dtype=np.float64)[: 1 + 2 * len(columns)] / scale
-        if v.shape != (1 + 2 * len(columns),):
-            raise DataError(f"statistics vector has {v.size} entries, need {1 + 2 * len(columns)} "
-                            f"for columns {list(columns)}")
-        c = len(columns)
-        return cls(columns, target, float(v[0]), v[1: 1 + c], v[1 + c:])
 
 
 def local_stats(series: TimeSeries) -> Stats:

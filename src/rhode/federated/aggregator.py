@@ -131,7 +131,7 @@ class Aggregator(KeyGeneration):
                 Field.JOB.value: job,
                 Field.ITERATION.value: it,
                 Field.KIND.value: kind.value,
-                "stats": stats_to_json(stats),
+                Field.GLOBAL_STATS.value: stats_to_json(stats),
                 Field.SCALE.value: scale,
             },
             {Field.MODEL.value: K.model_blob(self.ctx, self.backend, self.model, params, forms=True)},

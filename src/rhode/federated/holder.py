@@ -223,7 +223,7 @@ class HolderSide:
     # -- jobs on the encrypted model -------------------------------------------------------------------------
     def train(self, p: Payload) -> Payload:
         """Start a job (local training or the loss) on the encrypted global model."""
-        stats_from_json(p.get("stats", str))
+        stats_from_json(p.get(Field.GLOBAL_STATS.value, str))
         JobKind(p.get(Field.KIND.value, str))
         return self._relay(self.state.jobs().start(p))
 

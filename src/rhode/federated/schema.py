@@ -71,6 +71,14 @@ class Field(str, enum.Enum):
     SCALE = "scale"
     FORMS_USED = "forms_used"
     OPERATIONS = "operations"
+    GLOBAL_STATS = "stats"  # the revealed global statistics (JSON), in TRAIN
+    SHAPE = "shape"
+    LAYOUT = "layout"
+    LAYOUTS = "layouts"
+    # the node-local worker's socket (flower.link)
+    OP = "op"
+    RUN_CONFIG = "run_config"
+    NODE_CONFIG = "node_config"
     # blobs
     CONTEXT = "context"
     PK_SHARE = "pk_share"
@@ -90,6 +98,20 @@ class Field(str, enum.Enum):
     QUERIER_PK = "querier_pk"
     MODEL = "model"
     RESULT = "result"
+
+
+def input_blob(t: int) -> str:
+    """The blob of a querier's encrypted input at timestep ``t`` (request file)."""
+    return f"x{t}"
+
+
+class WorkerOp(str, enum.Enum):
+    """A request to a node's worker process (:mod:`rhode.federated.flower.link`)."""
+
+    START = "start"    # a job: the TRAIN request plus key_tag, run_config, node_config
+    RESUME = "resume"  # the refreshed ciphertexts of the current pause
+    STATUS = "status"
+    STOP = "stop"
 
 
 class Status(str, enum.Enum):

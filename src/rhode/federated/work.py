@@ -34,7 +34,7 @@ def job_work(state, p: Payload) -> Callable:
     """The work of a ``TRAIN`` request (see :mod:`rhode.federated.job`): local training or the loss
     on the encrypted global model in blob MODEL, with ``pause`` as the refresh hook."""
     run = state.run
-    stats = stats_from_json(p.get("stats", str))
+    stats = stats_from_json(p.get(Field.GLOBAL_STATS.value, str))
     kind, it = JobKind(p.get(Field.KIND.value, str)), p.get(Field.ITERATION.value, int)
     X, Y = state.windows(stats)
     poly, _, train_cfg = model_configs(run, X.shape[2])

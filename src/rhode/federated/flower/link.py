@@ -20,6 +20,7 @@ from pathlib import Path
 from rhode.errors import ProtocolError, SerializationError
 from rhode.federated.flower.store import NodeStore
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+from rhode.federated.schema import Field, Status
 
 _LEN = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 34
@@ -65,7 +66,7 @@ def call(
     for attempt in range(2):
         ensure_worker(store, watch_pid)
         reply = _request(store, request, timeout)
-        if reply.config.get("status") == "stale" and restart_if_stale and attempt == 0:
+        if reply.config.get(Field.STATUS.value) == Status.STALE.value and restart_if_stale and attempt == 0:
             store.kill_worker()
             continue
         return reply

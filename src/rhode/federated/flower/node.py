@@ -17,7 +17,7 @@ from rhode.federated.flower import link
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
 from rhode.federated.payload import Payload
-from rhode.federated.schema import Field
+from rhode.federated.schema import Field, WorkerOp
 from rhode.federated.state import HolderSettings, HolderState, install_eval_keys, shared_context
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
@@ -129,10 +129,10 @@ class WorkerJobs:
         req = Payload(
             {
                 **p.config,
-                "op": "start",
+                Field.OP.value: WorkerOp.START.value,
                 Field.KEY_TAG.value: st.context().key_tag,
-                "run_config": json.dumps(st.run.to_dict()),
-                "node_config": json.dumps(
+                Field.RUN_CONFIG.value: json.dumps(st.run.to_dict()),
+                Field.NODE_CONFIG.value: json.dumps(
                     {"party-index": st.index, "data": st.node.data, "storage": str(st.node.storage)}
                 ),
             },
@@ -141,5 +141,5 @@ class WorkerJobs:
         return link.call(st.store, req, st.watch_pid, restart_if_stale=True)
 
     def resume(self, p: Payload) -> Payload:
-        req = Payload({**p.config, "op": "resume"}, dict(p.blobs))
+        req = Payload({**p.config, Field.OP.value: WorkerOp.RESUME.value}, dict(p.blobs))
         return link.call(self.state.store, req, self.state.watch_pid, restart_if_stale=False)

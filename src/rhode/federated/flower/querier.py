@@ -33,6 +33,7 @@ from rhode.federated.config import RunConfig, model_configs
 from rhode.federated.dataprep import stats_from_json
 from rhode.federated.files import CONTEXT_FILE, RUN_JSON
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+from rhode.federated.schema import Field, input_blob
 from rhode.mhe import Querier
 from rhode.mhe import serial as S
 from rhode.nn.model import RecurrentModel
@@ -49,7 +50,8 @@ class FlowerQuerier:
             self.ctx = S.context_from_bytes((d / CONTEXT_FILE).read_bytes())
         except FileNotFoundError as exc:
             raise ProtocolError(
-                f"{exc.filename} is missing: the federation has no trained model yet") from None
+                f"{exc.filename} is missing: the federation has no trained model yet"
+            ) from None
         self.run = RunConfig.from_dict(self.meta["config"])
         self.stats = stats_from_json(json.dumps(self.meta["global_stats"]))
         self.model = RecurrentModel(model_configs(self.run, int(self.meta["n_features"]))[0])
@@ -71,41 +73,57 @@ class FlowerQuerier:
         querier's public key."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 3 or X.shape[2] != self.model.config.input_size or X.shape[1] != self.run.timesteps:
-            raise ProtocolError(f"windows must have shape (n, {self.run.timesteps}, "
-                                f"{self.model.config.input_size}), got {X.shape}")
+            raise ProtocolError(
+                f"windows must have shape (n, {self.run.timesteps}, "
+                f"{self.model.config.input_size}), got {X.shape}"
+            )
         layouts = [str(lay) for lay in input_layouts(X.shape[1])]  # the aggregator accepts either layout
-        blobs = {f"x{t}": S.ciphertexts_to_bytes(self.ctx, [self.ctx.encrypt(v) for v in encode_batch(
-            self.plan, X[:, t, :], layouts[t])]) for t in range(X.shape[1])}
-        blobs["querier_pk"] = S.public_key_to_bytes(self.ctx, self._querier.public_key,
-                                                    S.Kind.QUERIER_PUBLIC_KEY)
+        blobs = {
+            input_blob(t): S.ciphertexts_to_bytes(
+                self.ctx, [self.ctx.encrypt(v) for v in encode_batch(self.plan, X[:, t, :], layouts[t])]
+            )
+            for t in range(X.shape[1])
+        }
+        blobs[Field.QUERIER_PK.value] = S.public_key_to_bytes(
+            self.ctx, self._querier.public_key, S.Kind.QUERIER_PUBLIC_KEY
+        )
         self._shape = (X.shape[0], X.shape[2])
-        return pack_bundle(Payload({"shape": list(self._shape), "layouts": layouts}, blobs))
+        return pack_bundle(
+            Payload({Field.SHAPE.value: list(self._shape), Field.LAYOUTS.value: layouts}, blobs)
+        )
 
     def decrypt(self, response: bytes) -> np.ndarray:
         """The predictions (n, output_size) from the aggregator's response file."""
         r = unpack_bundle(response, "prediction response")
-        layout = r.get("layout", str)
-        shape = r.int_list("shape")
+        layout = r.get(Field.LAYOUT.value, str)
+        shape = r.int_list(Field.SHAPE.value)
         if len(shape) != 2 or layout not in [str(lay) for lay in Layout]:
             raise ProtocolError("the prediction response has a malformed shape or layout")
         if self._shape is not None and shape[0] != self._shape[0]:
             raise ProtocolError(f"the response is for {shape[0]} windows, the request had {self._shape[0]}")
-        cts = S.ciphertexts_from_bytes(self.ctx, r.blob("result"),
-                                       key_tag=self._querier.public_key.GetKeyTag())
+        cts = S.ciphertexts_from_bytes(
+            self.ctx, r.blob(Field.RESULT.value), key_tag=self._querier.public_key.GetKeyTag()
+        )
         vectors = self._querier.decrypt(cts)
         return decode_batch(self.plan, vectors, layout, shape[0], shape[1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rhode.federated.flower.querier",
-                                 description="Ask a rhode Flower federation for encrypted predictions.")
+    ap = argparse.ArgumentParser(
+        prog="python -m rhode.federated.flower.querier",
+        description="Ask a rhode Flower federation for encrypted predictions.",
+    )
     ap.add_argument("--app", required=True, help="the Flower app directory (deploy/flower)")
     ap.add_argument("--federation", required=True, help="the SuperLink connection in FLWR_HOME/config.toml")
     ap.add_argument("--server-dir", required=True, help="the aggregator's directory (public files)")
     ap.add_argument("--data", required=True, help="the querier's CSV (same columns as the training data)")
     ap.add_argument("--out", required=True, help="where to write predictions.csv")
-    ap.add_argument("--run-config", action="append", default=[],
-                    help="the training run's --run-config values (key=value pairs or a TOML file)")
+    ap.add_argument(
+        "--run-config",
+        action="append",
+        default=[],
+        help="the training run's --run-config values (key=value pairs or a TOML file)",
+    )
     a = ap.parse_args(argv)
     try:
         q = FlowerQuerier(a.server_dir)
@@ -116,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd = ["flwr", "run", a.app, a.federation, "--stream"]
             for rc in a.run_config:
                 cmd += ["--run-config", rc]
-            cmd += ["--run-config", f"mode='predict' server-dir='{a.server_dir}' query-in='{req}' "
-                    f"query-out='{resp}'"]
+            cmd += [
+                "--run-config",
+                f"mode='predict' server-dir='{a.server_dir}' query-in='{req}' query-out='{resp}'",
+            ]
             proc = subprocess.run(cmd)
             if proc.returncode != 0 or not resp.exists():
                 raise ProtocolError("the prediction run failed; see the output above")

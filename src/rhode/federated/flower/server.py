@@ -28,6 +28,7 @@ from rhode.federated.files import (
 )
 from rhode.federated.flower.settings import DeployConfig
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+from rhode.federated.schema import Field, input_blob
 from rhode.federated.transport import RoundRecord, Transport
 from rhode.mhe import MheContext
 from rhode.mhe import serial as S
@@ -186,15 +187,15 @@ class DeploymentRun:
             req = unpack_bundle(Path(dc.query_in).read_bytes(), "querier request")
         except OSError as exc:
             raise ProtocolError(f"cannot read the querier's request {dc.query_in}: {exc.strerror}") from None
-        qpk = S.public_key_from_bytes(ctx, req.blob("querier_pk"), S.Kind.QUERIER_PUBLIC_KEY)
-        shapes = req.int_list("shape")
-        layouts = req.config.get("layouts")
+        qpk = S.public_key_from_bytes(ctx, req.blob(Field.QUERIER_PK.value), S.Kind.QUERIER_PUBLIC_KEY)
+        shapes = req.int_list(Field.SHAPE.value)
+        layouts = req.config.get(Field.LAYOUTS.value)
         T = len(layouts) if isinstance(layouts, list) else -1
         if len(shapes) != 2 or T < 1 or not all(isinstance(x, str) for x in layouts):
             raise ProtocolError("the querier's request has a malformed shape or layout list")
         xs = [
             agg.backend.import_batch(
-                S.ciphertexts_from_bytes(ctx, req.blob(f"x{t}")), (shapes[0], shapes[1]), layouts[t]
+                S.ciphertexts_from_bytes(ctx, req.blob(input_blob(t))), (shapes[0], shapes[1]), layouts[t]
             )
             for t in range(T)
         ]
@@ -202,11 +203,11 @@ class DeploymentRun:
         yhat, out = agg.predict(params, xs, qpk)
         resp = Payload(
             {
-                "layout": str(agg.backend.export_layout(yhat)),
-                "shape": list(yhat.shape),
-                "iteration": read_checkpoint(self.dir).iteration,
+                Field.LAYOUT.value: str(agg.backend.export_layout(yhat)),
+                Field.SHAPE.value: list(yhat.shape),
+                Field.ITERATION.value: read_checkpoint(self.dir).iteration,
             },
-            {"result": S.ciphertexts_to_bytes(ctx, out)},
+            {Field.RESULT.value: S.ciphertexts_to_bytes(ctx, out)},
         )
         atomic_write(Path(dc.query_out), pack_bundle(resp))
         return {"windows": shapes[0], "seconds_predict": time.monotonic() - t0}

@@ -35,7 +35,7 @@ from rhode.federated.flower.node import NodeState
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, NodeStore, process_alive
 from rhode.federated.payload import Payload, error_payload
-from rhode.federated.schema import Field
+from rhode.federated.schema import Field, Status, WorkerOp
 from rhode.federated.state import LocalJobs, shared_context
 
 log = logging.getLogger("rhode.flower.worker")
@@ -105,36 +105,30 @@ class Worker:
             log.warning("the handler went away before the answer was sent")
 
     def dispatch(self, req: Payload) -> Payload:
-        op = req.get("op", str)
-        if op == "status":
-            return Payload(
-                {
-                    Field.STATUS.value: "idle" if self.jobs is None else "busy",
-                    Field.KEY_TAG.value: self.key_tag,
-                    "pid": os.getpid(),
-                }
-            )
-        if op == "stop":
+        try:
+            op = WorkerOp(req.get(Field.OP.value, str))
+        except ValueError:
+            raise ProtocolError(f"unknown worker request {req.config.get(Field.OP.value)!r}") from None
+        if op is WorkerOp.STATUS:
+            busy = Status.IDLE if self.jobs is None else Status.BUSY
+            return Payload({Field.STATUS.value: busy.value, Field.KEY_TAG.value: self.key_tag})
+        if op is WorkerOp.STOP:
             self.running = False
-            return Payload({Field.STATUS.value: "stopped"})
-        if op == "start":
+            return Payload({Field.STATUS.value: Status.STOPPED.value})
+        if op is WorkerOp.START:
             if req.get(Field.KEY_TAG.value, str) != self.key_tag:
                 self.running = False
-                return Payload({Field.STATUS.value: "stale"})
+                return Payload({Field.STATUS.value: Status.STALE.value})
             return self._jobs(req).start(req)
-        if op == "resume":
-            if self.jobs is None:
-                raise ProtocolError(
-                    "no paused job in this worker (it was restarted); the iteration must restart"
-                )
-            return self.jobs.resume(req)
-        raise ProtocolError(f"unknown worker request {op!r}")
+        if self.jobs is None:
+            raise ProtocolError("no paused job in this worker (it was restarted); the iteration must restart")
+        return self.jobs.resume(req)
 
     def _jobs(self, req: Payload) -> LocalJobs:
         """The job runner over this node's state (made at the first job; the keys loaded once)."""
         if self.jobs is None:
-            dc = DeployConfig(RunConfig.from_dict(json.loads(req.get("run_config", str))))
-            node = NodeConfig.from_node_config(json.loads(req.get("node_config", str)))
+            dc = DeployConfig(RunConfig.from_dict(json.loads(req.get(Field.RUN_CONFIG.value, str))))
+            node = NodeConfig.from_node_config(json.loads(req.get(Field.NODE_CONFIG.value, str)))
             state = NodeState(node, dc, os.getpid())
             state.load_stored_eval_keys()
             self.jobs = LocalJobs(state)
