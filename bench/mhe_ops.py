@@ -31,17 +31,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from rhode.mhe import (  # noqa: E402
-    LocalCollective,
-    Querier,
-    aggregate_key_switch,
-    aggregate_refresh,
-    fuse_decryption,
-    preset,
-    refresh_finalize,
-    refresh_prepare,
-)
+from rhode.mhe import LocalCollective, Querier, preset  # noqa: E402
 from rhode.mhe import serial as S  # noqa: E402
+from rhode.mhe.protocols import ProtocolKind, decryption, fold, key_switch, refresh, relin, rotation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ROTATIONS = (1, 2, 4, 8, 16, 32, -1, -4)  # the rotation set used for key generation
@@ -90,23 +82,28 @@ def bench_ops(name: str, reps: int) -> dict:
     t["add"] = _cpu(lambda: cc.EvalAdd(a, b), reps)
     t["mult ct x ct + relin + rescale"] = _cpu(lambda: cc.EvalMult(pending, b), reps)
     t["rotate"] = _cpu(lambda: cc.EvalRotate(a, 1), reps)
-    req = refresh_prepare(ctx, [low])
-    t["refresh: aggregator prepare (adjust scale, CRP)"] = _cpu(lambda: refresh_prepare(ctx, [low]), reps)
-    t["refresh: share per party"] = _cpu(lambda: p1.refresh_share(req.c1s, req.crps), reps)
-    shares = [p.refresh_share(req.c1s, req.crps) for p in col.parties]
+    req = refresh.prepare(ctx, [low])
+    t["refresh: aggregator prepare (adjust scale, CRP)"] = _cpu(lambda: refresh.prepare(ctx, [low]), reps)
+    t["refresh: share per party"] = _cpu(lambda: refresh.gen_share(p1, req), reps)
+    shares = [refresh.gen_share(p, req) for p in col.parties]
     t["refresh: aggregator combine (add + re-encrypt)"] = _cpu(
-        lambda: refresh_finalize(ctx, req, aggregate_refresh(ctx, shares)), reps)
+        lambda: refresh.finalize(ctx, req, fold(ctx, refresh.aggregate, shares, ProtocolKind.REFRESH)), reps)
     t["refresh: total, 3 parties"] = (t["refresh: aggregator prepare (adjust scale, CRP)"]
                                       + 3 * t["refresh: share per party"]
                                       + t["refresh: aggregator combine (add + re-encrypt)"])
-    t["decryption share, flooded (per party)"] = _cpu(lambda: p1.decryption_share([a]), reps)
-    t["decryption share, unflooded (per party)"] = _cpu(lambda: p1.decryption_share([a], flood=False), reps)
-    dshares = [p.decryption_share([a]) for p in col.parties]
-    t["decryption fusion"] = _cpu(lambda: fuse_decryption(ctx, dshares), reps)
-    t["key switch: share per party (flooded)"] = _cpu(lambda: p1.key_switch_share([a], q.public_key), reps)
-    kshares = [p.key_switch_share([a], q.public_key) for p in col.parties]
-    t["key switch: aggregator sum"] = _cpu(lambda: aggregate_key_switch(ctx, kshares), reps)
-    switched = aggregate_key_switch(ctx, kshares)
+    t["decryption share, flooded (per party)"] = _cpu(lambda: decryption.gen_share(p1, [a]), reps)
+    t["decryption share, unflooded (per party)"] = _cpu(lambda: decryption.gen_share(p1, [a], flood=False), reps)
+    dshares = [decryption.gen_share(p, [a]) for p in col.parties]
+    t["decryption fusion"] = _cpu(lambda: decryption.finalize(
+        ctx, fold(ctx, decryption.aggregate, dshares, ProtocolKind.DECRYPTION)), reps)
+    t["key switch: share per party (flooded)"] = _cpu(lambda: key_switch.gen_share(p1, [a], q.public_key), reps)
+    kshares = [key_switch.gen_share(p, [a], q.public_key) for p in col.parties]
+
+    def key_switch_sum() -> list:
+        return key_switch.finalize(ctx, fold(ctx, key_switch.aggregate, kshares, ProtocolKind.KEY_SWITCH))
+
+    t["key switch: aggregator sum"] = _cpu(key_switch_sum, reps)
+    switched = key_switch_sum()
     t["key switch: querier decrypt"] = _cpu(lambda: q.decrypt(switched), reps)
 
     err = {
@@ -115,21 +112,18 @@ def bench_ops(name: str, reps: int) -> dict:
         "querier after key switch": float(np.abs(q.decrypt(switched)[0] - x).max()),
     }
 
-    K = S.Kind
     sizes = {
         "context (CryptoContext + joint public key)": len(S.context_to_bytes(ctx)),
         "public key (joint or share)": len(S.public_key_to_bytes(ctx, ctx.public_key)),
         "secret share": len(p1.secret_bytes()),
         "ciphertext, level 0": len(S.ciphertexts_to_bytes(ctx, [a])),
         "ciphertext, all usable levels used (3 towers)": len(S.ciphertexts_to_bytes(ctx, [low])),
-        "decryption share, level 0": len(S.ciphertexts_to_bytes(ctx, dshares[1], K.DECRYPTION_SHARES)),
-        "key-switch share, level 0": len(S.ciphertexts_to_bytes(ctx, kshares[1], K.KEY_SWITCH_SHARES)),
-        "refresh request (c1 + CRP) per ciphertext": len(S.refresh_request_to_bytes(ctx, req)),
-        "refresh share (pair) per ciphertext": len(S.refresh_shares_to_bytes(ctx, shares[1])),
-        "relinearization key share (round 1 / round 2 alike)": len(
-            S.eval_key_to_bytes(ctx, p0.relin_share_round1(), K.RELIN_SHARE_ROUND1)),
-        "rotation-key share, one rotation": len(
-            S.rotation_keys_to_bytes(ctx, p0.rotation_key_share([3]), [3])),
+        "decryption share, level 0": len(dshares[1].to_bytes(ctx)),
+        "key-switch share, level 0": len(kshares[1].to_bytes(ctx)),
+        "refresh request (c1 + CRP) per ciphertext": len(req.to_bytes(ctx)),
+        "refresh share (pair) per ciphertext": len(shares[1].to_bytes(ctx)),
+        "relinearization key share (round 1 / round 2 alike)": len(relin.gen_crp(p0).to_bytes(ctx)),
+        "rotation-key share, one rotation": len(rotation.gen_crp(p0, [3]).to_bytes(ctx)),
         "joint evaluation keys (relin + 1 rotation)": len(S.eval_keys_to_bytes(ctx)),
     }
     return {"params": params.to_dict(), "times_ms": t, "errors": err, "sizes": sizes,

@@ -12,19 +12,20 @@ import random
 import sys
 
 from rhode.errors import RhodeError
-from rhode.mhe import LocalCollective, Party, Querier, codec, preset, refresh_prepare
+from rhode.mhe import LocalCollective, Party, Querier, preset
 from rhode.mhe import serial as S
+from rhode.mhe.protocols import decryption, key_switch, refresh, relin, rotation
 
 
 def samples(col):
-    """(name, valid bytes, deserializer) for every deserializer."""
+    """(name, valid bytes, deserializer) for every deserializer (a share type's ``from_bytes`` is
+    its codec of rhode.mhe.serial)."""
     ctx = col.context
-    K = S.Kind
     ct = col.encrypt([0.25, -0.5])
     low = ct
     for _ in range(ctx.params.usable_levels):
         low = ctx.cc.EvalMult(low, 1.0)
-    req = refresh_prepare(ctx, [low])
+    req = refresh.prepare(ctx, [low])
     p1 = col.parties[1]
     q = Querier(ctx)
     lead = col.parties[0]
@@ -33,19 +34,17 @@ def samples(col):
         ("public_key", S.public_key_to_bytes(ctx, ctx.public_key), lambda b: S.public_key_from_bytes(ctx, b)),
         ("secret_share", p1.secret_bytes(), lambda b: Party.from_secret_bytes(ctx, b)),
         ("ciphertexts", S.ciphertexts_to_bytes(ctx, [ct, ct]), lambda b: S.ciphertexts_from_bytes(ctx, b)),
-        ("decryption_shares", S.ciphertexts_to_bytes(ctx, p1.decryption_share([ct]), K.DECRYPTION_SHARES),
-         lambda b: S.ciphertexts_from_bytes(ctx, b, K.DECRYPTION_SHARES)),
-        ("key_switch_shares",
-         S.ciphertexts_to_bytes(ctx, p1.key_switch_share([ct], q.public_key), K.KEY_SWITCH_SHARES),
-         lambda b: S.ciphertexts_from_bytes(ctx, b, K.KEY_SWITCH_SHARES, key_tag=q.public_key.GetKeyTag())),
-        ("refresh_request", S.refresh_request_to_bytes(ctx, req),
-         lambda b: S.refresh_request_from_bytes(ctx, b)),
-        ("refresh_shares", S.refresh_shares_to_bytes(ctx, p1.refresh_share(req.c1s, req.crps)),
-         lambda b: S.refresh_shares_from_bytes(ctx, b)),
-        ("relin_share", S.eval_key_to_bytes(ctx, lead.relin_share_round1(), K.RELIN_SHARE_ROUND1),
-         lambda b: S.eval_key_from_bytes(ctx, b, K.RELIN_SHARE_ROUND1)),
-        ("rotation_share", S.rotation_keys_to_bytes(ctx, lead.rotation_key_share([1]), [1]),
-         lambda b: S.rotation_keys_from_bytes(ctx, b, rotations=[1])),
+        ("decryption_shares", decryption.gen_share(p1, [ct]).to_bytes(ctx),
+         lambda b: decryption.DecryptionShare.from_bytes(ctx, b)),
+        ("key_switch_shares", key_switch.gen_share(p1, [ct], q.public_key).to_bytes(ctx),
+         lambda b: key_switch.KeySwitchShare.from_bytes(ctx, b, key_tag=q.public_key.GetKeyTag())),
+        ("refresh_request", req.to_bytes(ctx), lambda b: refresh.RefreshRequest.from_bytes(ctx, b)),
+        ("refresh_shares", refresh.gen_share(p1, req).to_bytes(ctx),
+         lambda b: refresh.RefreshShare.from_bytes(ctx, b)),
+        ("relin_share", relin.gen_crp(lead).to_bytes(ctx),
+         lambda b: relin.RelinRound1Share.from_bytes(ctx, b)),
+        ("rotation_share", rotation.gen_crp(lead, [1]).to_bytes(ctx),
+         lambda b: rotation.RotationShare.from_bytes(ctx, b, rotations=[1])),
         ("eval_keys", S.eval_keys_to_bytes(ctx), lambda b: S.load_eval_keys(ctx, b)),
     ]
 
@@ -84,10 +83,10 @@ def reframe(data: bytes, rnd: random.Random) -> bytes:
     else:
         b = b[:rnd.randrange(1, len(b))]
         meta["sizes"] = [len(b)] if len(meta.get("sizes", [])) == 1 else meta.get("sizes")
-    head = codec._HEAD.unpack_from(data)
+    head = S._HEAD.unpack_from(data)
     body = json.dumps(meta, sort_keys=True).encode()
-    h = codec._HEAD.pack(S.MAGIC, S.VERSION, head[2], head[3], len(body), len(b))
-    return h + codec._digest(h, body, bytes(b)) + body + bytes(b)
+    h = S._HEAD.pack(S.MAGIC, S.VERSION, head[2], head[3], len(body), len(b))
+    return h + S._digest(h, body, bytes(b)) + body + bytes(b)
 
 
 def main(n: int, seed: int, mode: str) -> int:

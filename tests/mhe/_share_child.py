@@ -9,25 +9,17 @@ import sys
 from pathlib import Path
 
 from rhode.mhe import Party
-from rhode.mhe.serial import (
-    Kind,
-    ciphertexts_from_bytes,
-    ciphertexts_to_bytes,
-    context_from_bytes,
-    refresh_request_from_bytes,
-    refresh_shares_to_bytes,
-)
+from rhode.mhe.protocols import decryption, refresh
+from rhode.mhe.serial import ciphertexts_from_bytes, context_from_bytes
 
 
 def main(workdir: Path) -> None:
     ctx = context_from_bytes((workdir / "context.bin").read_bytes())
     party = Party.load(ctx, workdir / "party.key")
     cts = ciphertexts_from_bytes(ctx, (workdir / "cts.bin").read_bytes())
-    shares = party.decryption_share(cts)
-    (workdir / "dec.bin").write_bytes(ciphertexts_to_bytes(ctx, shares, Kind.DECRYPTION_SHARES))
-    c1s, crps = refresh_request_from_bytes(ctx, (workdir / "refresh.bin").read_bytes())
-    pairs = party.refresh_share(c1s, crps)
-    (workdir / "refresh_share.bin").write_bytes(refresh_shares_to_bytes(ctx, pairs))
+    (workdir / "dec.bin").write_bytes(decryption.gen_share(party, cts).to_bytes(ctx))
+    request = refresh.RefreshRequest.from_bytes(ctx, (workdir / "refresh.bin").read_bytes())
+    (workdir / "refresh_share.bin").write_bytes(refresh.gen_share(party, request).to_bytes(ctx))
     print(f"party {party.index} done")
 
 

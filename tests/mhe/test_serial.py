@@ -16,16 +16,18 @@ from _mhe_util import at_last_usable_level
 
 from rhode import mhe as M
 from rhode.errors import SerializationError
-from rhode.mhe import (
-    Party,
-    Querier,
-    aggregate_refresh,
-    codec,
-    fuse_decryption,
-    refresh_finalize,
-    refresh_prepare,
-)
+from rhode.mhe import Party, Querier
 from rhode.mhe import serial as S
+from rhode.mhe.protocols import (
+    ProtocolKind,
+    decryption,
+    fold,
+    key_switch,
+    public_key,
+    refresh,
+    relin,
+    rotation,
+)
 
 HERE = Path(__file__).parent
 TOL = 1e-5
@@ -33,6 +35,11 @@ TOL = 1e-5
 
 def _err(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def _fuse(ctx, shares, length=None):
+    """Threshold decryption of every party's :class:`decryption.DecryptionShare`."""
+    return decryption.finalize(ctx, fold(ctx, decryption.aggregate, shares, ProtocolKind.DECRYPTION), length)
 
 
 def test_frame_rejects_wrong_kind_params_and_damage(col3, params):
@@ -73,7 +80,7 @@ def test_ciphertext_of_another_crypto_context_is_rejected(col3, params, rng):
     rejected before any operation touches it."""
     other = M.LocalCollective(replace(params, depth=params.depth - 1), 2)
     ct = other.encrypt(rng.uniform(-1, 1, 8))
-    forged = codec._pack(S.Kind.CIPHERTEXTS, params, [ct], {"levels": [ct.GetLevel()]})
+    forged = S._pack(S.Kind.CIPHERTEXTS, params, [ct], {"levels": [ct.GetLevel()]})
     with pytest.raises(SerializationError, match="another CryptoContext"):
         S.ciphertexts_from_bytes(col3.context, forged)
     # reading it did not leave the precomputation off for the next context that is loaded
@@ -99,56 +106,61 @@ def test_context_public_key_and_eval_keys_round_trip(col3, rng):
 
 
 def test_key_generation_shares_round_trip(params, rng):
-    """Run key generation with every share passing through bytes, as between processes."""
-    import rhode.mhe as M
-
+    """Run key generation with every share passing through the codecs of rhode.mhe.serial, as between
+    processes."""
     ctx = M.MheContext(params)
     K = S.Kind
     lead = Party.create(ctx, 0)
     lead_pk = S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, lead.public_key_share))
-    parties = [lead] + [Party.create(ctx, i, lead_pk) for i in (1, 2)]
-    pk_shares = [S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, p.public_key_share,
-                                                                     K.PUBLIC_KEY_SHARE), K.PUBLIC_KEY_SHARE)
-                 for p in parties]
-    M.finalize_public_key(ctx, M.aggregate_public_key(ctx, pk_shares))
+    crp = public_key.PublicKeyCrp(lead_pk)
+    parties = [lead] + [Party.create(ctx, i, crp) for i in (1, 2)]
+    pk_shares = [public_key.PublicKeyShare(S.public_key_from_bytes(
+        ctx, S.public_key_to_bytes(ctx, p.public_key_share, K.PUBLIC_KEY_SHARE), K.PUBLIC_KEY_SHARE))
+        for p in parties]
+    public_key.finalize(ctx, fold(ctx, public_key.aggregate, pk_shares, ProtocolKind.PUBLIC_KEY))
     for p in parties:
         p.bind_to_joint_key()
+    with pytest.raises(SerializationError, match="not a kind of key"):
+        S.public_key_to_bytes(ctx, ctx.public_key, K.RELIN_SHARE_ROUND1)
 
-    def wire(key, kind):
-        return S.eval_key_from_bytes(ctx, S.eval_key_to_bytes(ctx, key, kind), kind)
+    def wire(share, kind):
+        return type(share)(S.key_from_bytes(ctx, S.key_to_bytes(ctx, share.key, kind), kind))
 
-    r1_lead = wire(parties[0].relin_share_round1(), K.RELIN_SHARE_ROUND1)
-    r1 = [r1_lead] + [wire(p.relin_share_round1(r1_lead), K.RELIN_SHARE_ROUND1) for p in parties[1:]]
-    round1 = M.aggregate_relin_round1(ctx, r1)
-    r2 = [wire(p.relin_share_round2(round1), K.RELIN_SHARE_ROUND2) for p in parties]
-    M.finalize_relin_key(ctx, wire(M.aggregate_relin_round2(ctx, r2), K.RELIN_KEY))
+    r1_crp = wire(relin.gen_crp(parties[0]), K.RELIN_SHARE_ROUND1)
+    r1 = [wire(relin.gen_round1(p, r1_crp), K.RELIN_SHARE_ROUND1) for p in parties]
+    round1 = fold(ctx, relin.aggregate_round1, r1, ProtocolKind.RELIN_ROUND1)
+    r2 = [wire(relin.gen_round2(p, round1), K.RELIN_SHARE_ROUND2) for p in parties]
+    round2 = fold(ctx, relin.aggregate_round2, r2, ProtocolKind.RELIN_ROUND2)
+    relin.finalize(ctx, wire(round2, K.RELIN_SHARE_ROUND2))
 
     rots = [3, -2]
 
-    def wire_map(m):
-        return S.rotation_keys_from_bytes(ctx, S.rotation_keys_to_bytes(ctx, m, rots), rotations=rots)[0]
+    def wire_map(share):
+        data = S.rotation_keys_to_bytes(ctx, share.keys, rots)
+        keys, got = S.rotation_keys_from_bytes(ctx, data, rotations=rots)
+        return type(share)(keys, rotation.as_rotation_tuple(got))
 
-    rl = wire_map(parties[0].rotation_key_share(rots))
-    shares = [rl] + [wire_map(p.rotation_key_share(rots, rl)) for p in parties[1:]]
-    M.finalize_rotation_keys(ctx, M.aggregate_rotation_keys(ctx, shares), rots)
+    rcrp = wire_map(rotation.gen_crp(parties[0], rots))
+    shares = [wire_map(rotation.gen_share(p, rcrp)) for p in parties]
+    rotation.finalize(ctx, fold(ctx, rotation.aggregate, shares, ProtocolKind.ROTATION))
     with pytest.raises(SerializationError, match="other rotations"):
-        S.rotation_keys_from_bytes(ctx, S.rotation_keys_to_bytes(ctx, rl, rots), rotations=[3])
+        S.rotation_keys_from_bytes(ctx, S.rotation_keys_to_bytes(ctx, rcrp.keys, rots), rotations=[3])
+
+    def wire_cts(share, **kw):
+        data = S.ciphertexts_to_bytes(ctx, share.cts, share.KIND)
+        return type(share)(tuple(S.ciphertexts_from_bytes(ctx, data, share.KIND, **kw)))
 
     x, y = rng.uniform(-1, 1, ctx.slots), rng.uniform(-1, 1, ctx.slots)
     ct = ctx.cc.EvalRotate(ctx.cc.EvalMult(ctx.encrypt(x), ctx.encrypt(y)), -2)
-    dec = [S.ciphertexts_from_bytes(ctx, S.ciphertexts_to_bytes(ctx, p.decryption_share([ct]),
-                                                                K.DECRYPTION_SHARES), K.DECRYPTION_SHARES)
-           for p in parties]
-    assert _err(fuse_decryption(ctx, dec)[0], np.roll(x * y, 2)) <= TOL
+    dec = [wire_cts(decryption.gen_share(p, [ct])) for p in parties]
+    assert _err(_fuse(ctx, dec)[0], np.roll(x * y, 2)) <= TOL
 
     q = Querier(ctx)
     qpk = S.public_key_from_bytes(ctx, S.public_key_to_bytes(ctx, q.public_key, K.QUERIER_PUBLIC_KEY),
                                   K.QUERIER_PUBLIC_KEY)
-    ks = [S.ciphertexts_from_bytes(ctx, S.ciphertexts_to_bytes(ctx, p.key_switch_share([ct], qpk),
-                                                               K.KEY_SWITCH_SHARES),
-                                   K.KEY_SWITCH_SHARES, key_tag=q.public_key.GetKeyTag())
-          for p in parties]
-    assert _err(q.decrypt(M.aggregate_key_switch(ctx, ks))[0], np.roll(x * y, 2)) <= TOL
+    ks = [wire_cts(key_switch.gen_share(p, [ct], qpk), key_tag=q.public_key.GetKeyTag()) for p in parties]
+    switched = key_switch.finalize(ctx, fold(ctx, key_switch.aggregate, ks, ProtocolKind.KEY_SWITCH))
+    assert _err(q.decrypt(switched)[0], np.roll(x * y, 2)) <= TOL
 
 
 def test_secret_share_file_is_private_and_loads(col3, tmp_path, rng):
@@ -158,8 +170,8 @@ def test_secret_share_file_is_private_and_loads(col3, tmp_path, rng):
     loaded = Party.load(col3.context, path)
     assert loaded.index == 1
     ct = col3.encrypt(rng.uniform(-1, 1, 4))
-    shares = [p.decryption_share([ct]) for p in (col3.parties[0], loaded, col3.parties[2])]
-    assert fuse_decryption(col3.context, shares, 4)[0].shape == (4,)
+    shares = [decryption.gen_share(p, [ct]) for p in (col3.parties[0], loaded, col3.parties[2])]
+    assert _fuse(col3.context, shares, 4)[0].shape == (4,)
     # an existing world-readable file is tightened when overwritten
     path.chmod(0o644)
     col3.parties[1].save(path)
@@ -180,21 +192,22 @@ def test_shares_computed_in_another_process_fuse(col3, tmp_path, rng):
     x = rng.uniform(-1, 1, ctx.slots)
     ct = ctx.cc.EvalMult(col3.encrypt(x), 1.0)
     low = at_last_usable_level(col3, col3.encrypt(x))
-    req = refresh_prepare(ctx, [low])
+    req = refresh.prepare(ctx, [low])
     (tmp_path / "context.bin").write_bytes(S.context_to_bytes(ctx))
     col3.parties[2].save(tmp_path / "party.key")
     (tmp_path / "cts.bin").write_bytes(S.ciphertexts_to_bytes(ctx, [ct]))
-    (tmp_path / "refresh.bin").write_bytes(S.refresh_request_to_bytes(ctx, req))
+    (tmp_path / "refresh.bin").write_bytes(req.to_bytes(ctx))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(HERE / "_share_child.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    remote = S.ciphertexts_from_bytes(ctx, (tmp_path / "dec.bin").read_bytes(), S.Kind.DECRYPTION_SHARES)
-    shares = [col3.parties[0].decryption_share([ct]), col3.parties[1].decryption_share([ct]), remote]
-    assert _err(fuse_decryption(ctx, shares)[0], x) <= TOL
-    remote_pairs = S.refresh_shares_from_bytes(ctx, (tmp_path / "refresh_share.bin").read_bytes(), 1)
-    local = [p.refresh_share(req.c1s, req.crps) for p in col3.parties[:2]]
-    out = refresh_finalize(ctx, req, aggregate_refresh(ctx, local + [remote_pairs]))
+    remote = decryption.DecryptionShare.from_bytes(ctx, (tmp_path / "dec.bin").read_bytes(), count=1)
+    shares = [decryption.gen_share(p, [ct]) for p in col3.parties[:2]] + [remote]
+    assert _err(_fuse(ctx, shares)[0], x) <= TOL
+    remote_pairs = refresh.RefreshShare.from_bytes(ctx, (tmp_path / "refresh_share.bin").read_bytes(), 1)
+    local = [refresh.gen_share(p, req) for p in col3.parties[:2]]
+    agg = fold(ctx, refresh.aggregate, local + [remote_pairs], ProtocolKind.REFRESH)
+    out = refresh.finalize(ctx, req, agg)
     assert out[0].GetLevel() == 0
     assert _err(col3.decrypt(out)[0], x) <= TOL
 

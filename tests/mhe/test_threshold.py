@@ -10,6 +10,7 @@ from _mhe_util import ROTATIONS, at_last_usable_level
 
 from rhode.errors import DataError, ProtocolError
 from rhode.mhe import Querier
+from rhode.mhe.protocols import ProtocolKind, decryption, fold
 
 TOL = 1e-5  # abs error for values in [-1, 1] after flooded decryption
 FAIL = 1e-1  # fusing fewer than N shares must be at least this far off
@@ -129,13 +130,11 @@ def test_encrypt_rejects_bad_values(col3):
 
 
 def test_share_counts_must_match(col3, rng):
-    from rhode.mhe import fuse_decryption
-
     ct = col3.encrypt(rng.uniform(-1, 1, 4))
-    a = col3.parties[0].decryption_share([ct, ct])
-    b = col3.parties[1].decryption_share([ct])
+    a = decryption.gen_share(col3.parties[0], [ct, ct])
+    b = decryption.gen_share(col3.parties[1], [ct])
     with pytest.raises(ProtocolError, match="one decryption share per ciphertext"):
-        fuse_decryption(col3.context, [a, b])
+        fold(col3.context, decryption.aggregate, [a, b], ProtocolKind.DECRYPTION)
 
 
 def test_secret_never_in_repr_or_pickle(col3):

@@ -1,7 +1,7 @@
 """All N data holders and the aggregator in one process (tests, benchmarks, the in-process engine).
 
 :class:`LocalCollective` drives the protocols of :mod:`rhode.mhe.protocols` in process: every party's
-``gen_share`` is folded into one aggregate as it is made (:class:`~rhode.mhe.protocols.Accumulator`),
+``gen_share`` is folded into one aggregate as it is made (:class:`~rhode.mhe.protocols.base.Accumulator`),
 then finalized. It holds no protocol logic of its own. Keys are held once: the joint evaluation keys
 sit in OpenFHE's static maps under the joint tag, shared by every party object. ``stats`` counts
 what a deployment would send, per party.
@@ -20,11 +20,9 @@ from rhode.mhe.context import Ciphertext, MheContext
 from rhode.mhe.params import CkksParams
 from rhode.mhe.party import Party
 from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
-from rhode.mhe.protocols.base import Accumulator, ProtocolKind, check_party_count, payload_size
+from rhode.mhe.protocols.base import Accumulator, ProtocolKind, check_party_count
 
 S = TypeVar("S")
-
-_nbytes = payload_size  # alias (rhode.federated.codec imports it): use protocols.base.payload_size
 
 
 def _new_stats() -> dict:
@@ -69,7 +67,7 @@ class LocalCollective:
     def from_parts(cls, context: MheContext, parties: Sequence[Party],
                    measure_bytes: bool = True) -> LocalCollective:
         """Reassemble a collective from a context whose keys are installed (e.g. by
-        :func:`rhode.mhe.codec.load_eval_keys`) and its parties ``0..N-1`` (e.g. from
+        :func:`rhode.mhe.serial.load_eval_keys`) and its parties ``0..N-1`` (e.g. from
         :meth:`Party.load`). Runs no key generation."""
         context.require_public_key()
         if not context.has_relin_key:

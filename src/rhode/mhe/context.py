@@ -75,14 +75,14 @@ class MheContext:
         """Requested rotations (normalized) that have no joint key yet."""
         return self.normalize_rotations(rotations) - self.rotation_indices
 
-    def encode(self, values: np.ndarray, level: int = 0, noise_scale_deg: int = 1) -> fhe.Plaintext:
-        """CKKS plaintext of a real vector of length <= slots (zero-padded), at ``level``."""
+    def encode(self, values: np.ndarray) -> fhe.Plaintext:
+        """CKKS plaintext of a real vector of length <= slots (zero-padded), at level 0."""
         v = np.asarray(values, dtype=np.float64).ravel()
         if v.size == 0 or v.size > self.slots:
             raise DataError(f"a ciphertext holds 1 to {self.slots} values, got {v.size}")
         if not np.all(np.isfinite(v)):
             raise DataError("values to encrypt contain NaN or infinity")
-        return self.cc.MakeCKKSPackedPlaintext(v, noise_scale_deg, level)
+        return self.cc.MakeCKKSPackedPlaintext(v, 1, 0)
 
     def encrypt(self, values: np.ndarray, public_key: fhe.PublicKey | None = None) -> Ciphertext:
         """Encrypt a real vector (length <= slots) at level 0 under the joint (or given) public key."""

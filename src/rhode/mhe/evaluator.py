@@ -81,12 +81,10 @@ class Evaluator:
 
     # -- encoding ---------------------------------------------------------------------------------
     def encode(self, values: np.ndarray) -> Plaintext:
-        """Plaintext of a real slot vector (length <= slots), at level 0 (usable at any level)."""
+        """Plaintext of a real slot vector (length <= slots), at level 0 (usable at any level;
+        :meth:`MheContext.encode <rhode.mhe.context.MheContext.encode>`)."""
         self.counts["encodings"] += 1
-        v = np.asarray(values, dtype=np.float64).ravel()
-        if v.size == 0 or v.size > self.slots:
-            raise ParameterError(f"a plaintext holds 1 to {self.slots} values, got {v.size}")
-        return self.cc.MakeCKKSPackedPlaintext(v, 1, 0)
+        return self.context.encode(values)
 
     def encrypt(self, values: np.ndarray) -> Ciphertext:
         """Encrypt a real slot vector at level 0 under the joint public key."""
@@ -94,30 +92,27 @@ class Evaluator:
         return self.cc.Encrypt(self.context.require_public_key(), self.encode(values))
 
     # -- additive ---------------------------------------------------------------------------------
-    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
-        """a + b (levels: max of the two)."""
+    def add(self, a: Ciphertext, b: Ciphertext | Plaintext | float) -> Ciphertext:
+        """a + b for a ciphertext, a plaintext or a real constant b (no level; levels: max of the two)."""
         self.counts["additions"] += 1
         return self.cc.EvalAdd(a, b)
 
-    def sub(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
-        """a - b."""
+    def sub(self, a: Ciphertext, b: Ciphertext | Plaintext) -> Ciphertext:
+        """a - b for a ciphertext or a plaintext b (no level)."""
         self.counts["additions"] += 1
         return self.cc.EvalSub(a, b)
 
     def add_plain(self, a: Ciphertext, p: Plaintext) -> Ciphertext:
-        """a + p for a plaintext p."""
-        self.counts["additions"] += 1
-        return self.cc.EvalAdd(a, p)
+        """a + p for a plaintext p (:meth:`add`)."""
+        return self.add(a, p)
 
     def sub_plain(self, a: Ciphertext, p: Plaintext) -> Ciphertext:
-        """a - p for a plaintext p."""
-        self.counts["additions"] += 1
-        return self.cc.EvalSub(a, p)
+        """a - p for a plaintext p (:meth:`sub`)."""
+        return self.sub(a, p)
 
     def add_const(self, a: Ciphertext, c: float) -> Ciphertext:
         """a + c in every slot (no level)."""
-        self.counts["additions"] += 1
-        return self.cc.EvalAdd(a, float(c))
+        return self.add(a, float(c))
 
     def neg(self, a: Ciphertext) -> Ciphertext:
         """-a (no level)."""
@@ -215,8 +210,7 @@ class Evaluator:
         encryption of zeros, then cached)."""
         key = (int(degree), float(lo), float(hi))
         if key not in self._cheb_levels:
-            probe = self.cc.Encrypt(self.context.require_public_key(),
-                                    self.cc.MakeCKKSPackedPlaintext([0.0], 1, 0))
+            probe = self.context.encrypt(np.zeros(1))  # not counted
             coeffs = [0.0] * degree + [1.0]
             try:
                 out = self.cc.EvalChebyshevSeries(probe, coeffs, float(lo), float(hi))

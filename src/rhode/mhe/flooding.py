@@ -16,8 +16,8 @@ embedding is a scaled isometry, so i.i.d. Gaussian slots are i.i.d. Gaussian coe
 COMPLEX data type the encoding keeps real and imaginary parts, so every coefficient is flooded.
 
 The flooding itself is part of the decryption protocol (:mod:`rhode.mhe.protocols.decryption`:
-``gaussian_slots``, ``flood_sigma``, ``flood_share``, re-exported here); this module holds the
-measurement. Run ``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound.
+``gaussian_slots``, ``flood_sigma``, ``flood_share``); this module holds the measurement. Run
+``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ import numpy as np
 from rhode.mhe.collective import LocalCollective
 from rhode.mhe.context import Ciphertext
 from rhode.mhe.params import CkksParams, preset
-from rhode.mhe.protocols.decryption import flood_share, flood_sigma, gaussian_slots
-
-__all__ = ["flood_share", "flood_sigma", "gaussian_slots", "main", "measure_noise_bits"]
 
 
 def measure_noise_bits(params: CkksParams, n_parties: int = 3, trials: int = 3) -> dict[str, float]:

@@ -1,25 +1,24 @@
 """A data holder: one secret share, and the one primitive through which the protocols use it.
 
 The share generation of every collective protocol lives in its module of :mod:`rhode.mhe.protocols`
-(``gen_share(party, ...)``), which reaches the secret only through :meth:`Party.with_secret`. The
-former share methods (``relin_share_round1``, ``decryption_share``, ...) remain as aliases of those
-functions on raw OpenFHE objects. Shares never contain the secret in the clear. The secret itself
-is never shown in ``repr``, never pickled, and written to disk only by :meth:`Party.save` (mode 0600).
+(``gen_share(party, ...)``), which reaches the secret only through :meth:`Party.with_secret`.
+Shares never contain the secret in the clear. The secret itself is never shown in ``repr``, never
+pickled, and written to disk only by :meth:`Party.save` (mode 0600).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import openfhe as fhe
 
 from rhode.errors import ProtocolError, SerializationError
-from rhode.mhe.codec import Kind, frame, unframe
-from rhode.mhe.context import Ciphertext, MheContext
-from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
+from rhode.mhe.context import MheContext
+from rhode.mhe.protocols import public_key
+from rhode.mhe.serial import Kind, frame, unframe
 
 T = TypeVar("T")
 
@@ -46,23 +45,16 @@ class Party:
 
     # -- creation -----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, context: MheContext, index: int,
-               lead_public_key_share: fhe.PublicKey | public_key.PublicKeyCrp | None = None) -> Party:
+    def create(cls, context: MheContext, index: int, crp: public_key.PublicKeyCrp | None = None) -> Party:
         """Sample a fresh secret share and its public-key share (:func:`public_key.sample_secret`).
 
         The lead (``index == 0``) needs no input; every other party needs the lead's public-key share
-        (raw, or as :class:`~rhode.mhe.protocols.public_key.PublicKeyCrp`), whose uniform part is the
+        read as :class:`~rhode.mhe.protocols.public_key.PublicKeyCrp`, whose uniform part is the
         common random polynomial of the public-key protocol.
         """
-        if index == 0:
-            crp = None
-        elif lead_public_key_share is None:
+        if index != 0 and crp is None:
             raise ProtocolError(f"party {index} needs the lead's public-key share to join")
-        elif isinstance(lead_public_key_share, public_key.PublicKeyCrp):
-            crp = lead_public_key_share
-        else:
-            crp = public_key.PublicKeyCrp(lead_public_key_share)
-        secret, share = public_key.sample_secret(context, crp)
+        secret, share = public_key.sample_secret(context, None if index == 0 else crp)
         return cls(context, index, secret, share.key)
 
     def __repr__(self) -> str:
@@ -80,43 +72,6 @@ class Party:
         """Call ``fn(secret)``: the one secret-touching primitive, for the ``gen_share`` steps of
         :mod:`rhode.mhe.protocols` only (``fn`` must return a share, never the secret)."""
         return fn(self._secret)
-
-    # -- former share methods: aliases of the protocol modules' gen_share, on raw OpenFHE objects ----
-    def relin_share_round1(self, lead_round1_share: fhe.EvalKey | None = None) -> fhe.EvalKey:
-        """Alias: the lead's :func:`relin.gen_crp`, the others' :func:`relin.gen_round1`."""
-        if self.is_lead:
-            return relin.gen_crp(self).key
-        crp = None if lead_round1_share is None else relin.RelinCrp(lead_round1_share)
-        return relin.gen_round1(self, crp).key
-
-    def relin_share_round2(self, round1_key: fhe.EvalKey) -> fhe.EvalKey:
-        """Alias of :func:`relin.gen_round2`."""
-        return relin.gen_round2(self, relin.RelinRound1Share(round1_key)).key
-
-    def rotation_key_share(self, rotations: Iterable[int],
-                           lead_share: fhe.EvalKeyMap | None = None) -> fhe.EvalKeyMap:
-        """Alias: the lead's :func:`rotation.gen_crp`, the others' :func:`rotation.gen_share`."""
-        if self.is_lead:
-            return rotation.gen_crp(self, rotations).keys
-        if lead_share is None:
-            raise ProtocolError(f"party {self.index} needs the lead's rotation-key share")
-        crp = rotation.RotationCrp(lead_share, rotation.as_rotation_tuple(rotations))
-        return rotation.gen_share(self, crp).keys
-
-    def decryption_share(self, cts: Sequence[Ciphertext], flood: bool = True) -> list[Ciphertext]:
-        """Alias of :func:`decryption.gen_share` (flooded unless ``flood=False``)."""
-        return list(decryption.gen_share(self, cts, flood).cts)
-
-    def refresh_share(self, c1s: Sequence[Ciphertext],
-                      crps: Sequence[Ciphertext]) -> list[list[Ciphertext]]:
-        """Alias of :func:`refresh.gen_share`: a pair ``[h0, h1]`` per ciphertext."""
-        share = refresh.gen_share(self, refresh.RefreshRequest([], list(c1s), list(crps)))
-        return [list(pair) for pair in share.pairs]
-
-    def key_switch_share(self, cts: Sequence[Ciphertext],
-                         querier_public_key: fhe.PublicKey) -> list[Ciphertext]:
-        """Alias of :func:`key_switch.gen_share`."""
-        return list(key_switch.gen_share(self, cts, querier_public_key).cts)
 
     # -- persistence --------------------------------------------------------------------------------
     def bind_to_joint_key(self) -> None:

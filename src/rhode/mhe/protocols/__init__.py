@@ -9,73 +9,11 @@
 
 Each has share types that know their byte form, ``gen_share(party, ...)``, a pairwise
 ``aggregate(context, a, b)`` (commutative, associative, inputs untouched) and ``finalize``.
-:func:`fold` / :class:`Accumulator` drive any of them; :data:`MODULES` maps a :class:`ProtocolKind`
-to its module. The former list-based names (``aggregate_public_key``, ``fuse_decryption``, ...) are
-aliases from :mod:`.legacy`.
+:func:`~.base.fold` / :class:`~.base.Accumulator` drive any of them.
 """
 
 from rhode.mhe.protocols import decryption, key_switch, public_key, refresh, relin, rotation
-from rhode.mhe.protocols.base import (
-    MAX_PARTIES,
-    MIN_PARTIES,
-    Accumulator,
-    ProtocolKind,
-    SecretHolder,
-    check_party_count,
-    fold,
-)
-from rhode.mhe.protocols.legacy import (
-    aggregate_key_switch,
-    aggregate_public_key,
-    aggregate_refresh,
-    aggregate_relin_round1,
-    aggregate_relin_round2,
-    aggregate_rotation_keys,
-    finalize_public_key,
-    finalize_relin_key,
-    finalize_rotation_keys,
-    fuse_decryption,
-    refresh_finalize,
-    refresh_prepare,
-)
-from rhode.mhe.protocols.refresh import RefreshRequest
+from rhode.mhe.protocols.base import Accumulator, ProtocolKind, fold
 
-MODULES = {
-    ProtocolKind.PUBLIC_KEY: public_key,
-    ProtocolKind.RELIN_ROUND1: relin,
-    ProtocolKind.RELIN_ROUND2: relin,
-    ProtocolKind.ROTATION: rotation,
-    ProtocolKind.DECRYPTION: decryption,
-    ProtocolKind.REFRESH: refresh,
-    ProtocolKind.KEY_SWITCH: key_switch,
-}
-
-__all__ = [
-    "MAX_PARTIES",
-    "MIN_PARTIES",
-    "MODULES",
-    "Accumulator",
-    "ProtocolKind",
-    "RefreshRequest",
-    "SecretHolder",
-    "aggregate_key_switch",
-    "aggregate_public_key",
-    "aggregate_refresh",
-    "aggregate_relin_round1",
-    "aggregate_relin_round2",
-    "aggregate_rotation_keys",
-    "check_party_count",
-    "decryption",
-    "finalize_public_key",
-    "finalize_relin_key",
-    "finalize_rotation_keys",
-    "fold",
-    "fuse_decryption",
-    "key_switch",
-    "public_key",
-    "refresh",
-    "refresh_finalize",
-    "refresh_prepare",
-    "relin",
-    "rotation",
-]
+__all__ = ["Accumulator", "ProtocolKind", "decryption", "fold", "key_switch", "public_key", "refresh",
+           "relin", "rotation"]

@@ -1,5 +1,6 @@
 """What every collective protocol shares: the party count, the protocol names, the interface of a
-party towards the protocols, and the pairwise fold that drives any of them.
+party towards the protocols, the pairwise fold that drives any of them, and the share types that
+are one key (:class:`KeyShare`) or one element per ciphertext (:class:`CiphertextShare`).
 
 Every protocol module of :mod:`rhode.mhe.protocols` has the Lattigo shape:
 
@@ -11,25 +12,32 @@ Every protocol module of :mod:`rhode.mhe.protocols` has the Lattigo shape:
 * ``finalize(context, ...)``: the aggregate becomes a key (installed in the context) or ciphertexts.
 
 Each share type knows its byte form: ``share.to_bytes(context)`` and
-``ShareType.from_bytes(context, data, ...)`` (validated framing of :mod:`rhode.mhe.codec`).
+``ShareType.from_bytes(context, data, ...)`` (validated framing of :mod:`rhode.mhe.serial`), and the
+size of its OpenFHE payload, ``share.payload_size()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import openfhe as fhe
 
 from rhode.errors import ParameterError, ProtocolError
-from rhode.mhe.context import MheContext
+from rhode.mhe.context import Ciphertext, MheContext
+from rhode.mhe.serial import Kind, ciphertexts_from_bytes, ciphertexts_to_bytes, key_from_bytes, key_to_bytes
 
 MIN_PARTIES = 2
 MAX_PARTIES = 16
 
 S = TypeVar("S")
 T = TypeVar("T")
+K = TypeVar("K")
+KS = TypeVar("KS", bound="KeyShare")
+CS = TypeVar("CS", bound="CiphertextShare")
+C = TypeVar("C")
 
 
 class ProtocolKind(enum.Enum):
@@ -142,3 +150,65 @@ def payload_size(obj: object, kind: ProtocolKind | str | None = None) -> int:
             _CT_SIZES[key] = len(fhe.Serialize(obj, fhe.BINARY))
         return _CT_SIZES[key]
     return len(fhe.Serialize(obj, fhe.BINARY))
+
+
+# -- share types ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class KeyShare(Generic[K]):
+    """A share that is one OpenFHE key (a public-key share, a relinearization round-1 or round-2
+    share), or a partial sum of such shares. A subclass names its frame kind (``KIND``) and its
+    protocol (``PROTOCOL``)."""
+
+    key: K
+    KIND: ClassVar[Kind]
+    PROTOCOL: ClassVar[ProtocolKind]
+
+    def to_bytes(self, context: MheContext) -> bytes:
+        """Framed as ``KIND`` (:func:`rhode.mhe.serial.key_to_bytes`)."""
+        return key_to_bytes(context, self.key, self.KIND)
+
+    @classmethod
+    def from_bytes(cls: type[KS], context: MheContext, data: bytes, key_tag: str | None = None) -> KS:
+        """Inverse of :meth:`to_bytes`; ``key_tag`` (optional) must match."""
+        return cls(key_from_bytes(context, data, cls.KIND, key_tag))
+
+    def payload_size(self) -> int:
+        """Bytes of the OpenFHE payload."""
+        return payload_size(self.key, self.PROTOCOL)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CiphertextShare:
+    """One party's shares of a batch of ciphertexts (one ciphertext-shaped share each, at the level
+    of its ciphertext), or a partial sum of several parties' shares of the same batch. A subclass
+    names its frame kind (``KIND``) and its protocol (``PROTOCOL``)."""
+
+    cts: tuple[Ciphertext, ...]
+    KIND: ClassVar[Kind]
+    PROTOCOL: ClassVar[ProtocolKind]
+
+    def to_bytes(self, context: MheContext) -> bytes:
+        """Framed as ``KIND``, with their levels (:func:`rhode.mhe.serial.ciphertexts_to_bytes`)."""
+        return ciphertexts_to_bytes(context, self.cts, self.KIND)
+
+    @classmethod
+    def from_bytes(cls: type[CS], context: MheContext, data: bytes, key_tag: str | None = None,
+                   count: int | None = None) -> CS:
+        """Inverse of :meth:`to_bytes`: checks ring, context, level, number of elements, the key tag
+        (by default the joint key's; none for key-switch shares, which are under the querier's key:
+        pass its tag) and, if given, the number ``count`` of ciphertexts."""
+        return cls(tuple(ciphertexts_from_bytes(context, data, cls.KIND, key_tag=key_tag, count=count)))
+
+    def payload_size(self) -> int:
+        """Bytes of the OpenFHE payload."""
+        return payload_size(list(self.cts), self.PROTOCOL)
+
+
+class Crp:
+    """Mixin of a CRP type: the lead's share read as the common reference polynomial(s) that every
+    other party's share is made with (the fields and the byte form of the lead's share)."""
+
+    @classmethod
+    def of(cls: type[C], lead_share: object) -> C:
+        """The CRP carried by the lead's share."""
+        return cls(*(getattr(lead_share, f.name) for f in dataclasses.fields(lead_share)))

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from rhode.errors import ProtocolError
-from rhode.mhe.codec import Kind, ciphertexts_from_bytes, ciphertexts_to_bytes
 from rhode.mhe.context import Ciphertext, MheContext
-from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, check_same_count, payload_size
+from rhode.mhe.protocols.base import CiphertextShare, ProtocolKind, SecretHolder, check_same_count
+from rhode.mhe.serial import Kind
 
 
 # -- flooding -----------------------------------------------------------------------------------------
@@ -53,26 +52,13 @@ def flood_share(context: MheContext, share: Ciphertext, ct: Ciphertext) -> Ciphe
 
 
 # -- the protocol ---------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class DecryptionShare:
+class DecryptionShare(CiphertextShare):
     """One party's decryption shares of a batch of ciphertexts (one one-element ciphertext each, at
-    the level of its ciphertext), or a partial sum of several parties' shares of the same batch."""
+    the level of its ciphertext, under the joint key's tag), or a partial sum of several parties'
+    shares of the same batch."""
 
-    cts: tuple[Ciphertext, ...]
-
-    def to_bytes(self, context: MheContext) -> bytes:
-        """Framed as ``Kind.DECRYPTION_SHARES`` (with their levels)."""
-        return ciphertexts_to_bytes(context, self.cts, Kind.DECRYPTION_SHARES)
-
-    @classmethod
-    def from_bytes(cls, context: MheContext, data: bytes, count: int | None = None) -> DecryptionShare:
-        """Inverse of :meth:`to_bytes`: checks ring, context, level, one element each, the joint key
-        tag and (if given) the number ``count`` of ciphertexts."""
-        return cls(tuple(ciphertexts_from_bytes(context, data, Kind.DECRYPTION_SHARES, count=count)))
-
-    def payload_size(self) -> int:
-        """Bytes of the OpenFHE payload."""
-        return payload_size(list(self.cts), ProtocolKind.DECRYPTION)
+    KIND = Kind.DECRYPTION_SHARES
+    PROTOCOL = ProtocolKind.DECRYPTION
 
 
 def gen_share(party: SecretHolder, cts: Sequence[Ciphertext], flood: bool = True) -> DecryptionShare:

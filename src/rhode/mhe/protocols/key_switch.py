@@ -11,37 +11,22 @@ the result. Never proxy re-encryption: a re-encryption key would give the querie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import openfhe as fhe
 
-from rhode.mhe.codec import Kind, ciphertexts_from_bytes, ciphertexts_to_bytes
 from rhode.mhe.context import Ciphertext, MheContext
 from rhode.mhe.protocols import decryption
-from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, payload_size
+from rhode.mhe.protocols.base import CiphertextShare, ProtocolKind, SecretHolder
+from rhode.mhe.serial import Kind
 
 
-@dataclass(frozen=True, eq=False)
-class KeySwitchShare:
-    """One party's key-switch shares of a batch (one per ciphertext), or a partial sum of several
-    parties' shares of the same batch."""
+class KeySwitchShare(CiphertextShare):
+    """One party's key-switch shares of a batch (one two-element ciphertext per ciphertext, under
+    the querier's key tag: pass it to :meth:`from_bytes` as ``key_tag`` to check it), or a partial
+    sum of several parties' shares of the same batch."""
 
-    cts: tuple[Ciphertext, ...]
-
-    def to_bytes(self, context: MheContext) -> bytes:
-        """Framed as ``Kind.KEY_SWITCH_SHARES``."""
-        return ciphertexts_to_bytes(context, self.cts, Kind.KEY_SWITCH_SHARES)
-
-    @classmethod
-    def from_bytes(cls, context: MheContext, data: bytes, key_tag: str | None = None,
-                   count: int | None = None) -> KeySwitchShare:
-        """Inverse of :meth:`to_bytes`; pass the querier's key tag as ``key_tag`` to check it."""
-        return cls(tuple(ciphertexts_from_bytes(context, data, Kind.KEY_SWITCH_SHARES,
-                                                key_tag=key_tag, count=count)))
-
-    def payload_size(self) -> int:
-        """Bytes of the OpenFHE payload."""
-        return payload_size(list(self.cts), ProtocolKind.KEY_SWITCH)
+    KIND = Kind.KEY_SWITCH_SHARES
+    PROTOCOL = ProtocolKind.KEY_SWITCH
 
 
 def gen_share(party: SecretHolder, cts: Sequence[Ciphertext],

@@ -10,45 +10,23 @@ shares (the same in any order of aggregation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import openfhe as fhe
 
 from rhode.errors import ProtocolError
-from rhode.mhe.codec import Kind, public_key_from_bytes, public_key_to_bytes
 from rhode.mhe.context import MheContext
-from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, payload_size
+from rhode.mhe.protocols.base import Crp, KeyShare, ProtocolKind, SecretHolder
+from rhode.mhe.serial import Kind
 
 
-@dataclass(frozen=True, eq=False)
-class PublicKeyShare:
+class PublicKeyShare(KeyShare[fhe.PublicKey]):
     """One party's public-key share ``(b_i, a)``, or a partial sum of shares."""
 
-    key: fhe.PublicKey
-
-    def to_bytes(self, context: MheContext) -> bytes:
-        """Framed as ``Kind.PUBLIC_KEY_SHARE``."""
-        return public_key_to_bytes(context, self.key, Kind.PUBLIC_KEY_SHARE)
-
-    @classmethod
-    def from_bytes(cls, context: MheContext, data: bytes, key_tag: str | None = None) -> PublicKeyShare:
-        """Inverse of :meth:`to_bytes`; ``key_tag`` (optional) must match."""
-        return cls(public_key_from_bytes(context, data, Kind.PUBLIC_KEY_SHARE, key_tag))
-
-    def payload_size(self) -> int:
-        """Bytes of the OpenFHE payload."""
-        return payload_size(self.key, ProtocolKind.PUBLIC_KEY)
+    KIND = Kind.PUBLIC_KEY_SHARE
+    PROTOCOL = ProtocolKind.PUBLIC_KEY
 
 
-@dataclass(frozen=True, eq=False)
-class PublicKeyCrp(PublicKeyShare):
-    """The lead's public-key share, read as the CRP ``a`` every other party's share is made with
-    (same byte form as the lead's share)."""
-
-    @classmethod
-    def of(cls, lead_share: PublicKeyShare) -> PublicKeyCrp:
-        """The CRP carried by the lead's share."""
-        return cls(lead_share.key)
+class PublicKeyCrp(Crp, PublicKeyShare):
+    """The lead's public-key share, read as the CRP ``a`` every other party's share is made with."""
 
 
 def sample_secret(context: MheContext, crp: PublicKeyCrp | None) -> tuple[fhe.PrivateKey, PublicKeyShare]:

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rhode.errors import ProtocolError, SerializationError
-from rhode.mhe.codec import Kind, ciphertexts_from_bytes, ciphertexts_to_bytes
 from rhode.mhe.context import Ciphertext, MheContext
 from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, check_same_count, payload_size
+from rhode.mhe.serial import Kind, ciphertexts_from_bytes, ciphertexts_to_bytes
 
 Pair = tuple[Ciphertext, Ciphertext]
 

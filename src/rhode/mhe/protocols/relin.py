@@ -12,65 +12,31 @@ Both aggregations are commutative and associative. The key works at every level.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import openfhe as fhe
 
 from rhode.errors import ProtocolError
-from rhode.mhe.codec import Kind, eval_key_from_bytes, eval_key_to_bytes
 from rhode.mhe.context import MheContext
-from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, payload_size, require_lead
+from rhode.mhe.protocols.base import Crp, KeyShare, ProtocolKind, SecretHolder, require_lead
+from rhode.mhe.serial import Kind
 
 
-@dataclass(frozen=True, eq=False)
-class RelinRound1Share:
+class RelinRound1Share(KeyShare[fhe.EvalKey]):
     """A party's round-1 share, a partial sum of them, or the aggregated round-1 key (which the
     aggregator sends back to every party for round 2)."""
 
-    key: fhe.EvalKey
-
-    def to_bytes(self, context: MheContext) -> bytes:
-        """Framed as ``Kind.RELIN_SHARE_ROUND1``."""
-        return eval_key_to_bytes(context, self.key, Kind.RELIN_SHARE_ROUND1)
-
-    @classmethod
-    def from_bytes(cls, context: MheContext, data: bytes, key_tag: str | None = None) -> RelinRound1Share:
-        """Inverse of :meth:`to_bytes`; ``key_tag`` (optional) must match."""
-        return cls(eval_key_from_bytes(context, data, Kind.RELIN_SHARE_ROUND1, key_tag))
-
-    def payload_size(self) -> int:
-        """Bytes of the OpenFHE payload."""
-        return payload_size(self.key, ProtocolKind.RELIN_ROUND1)
+    KIND = Kind.RELIN_SHARE_ROUND1
+    PROTOCOL = ProtocolKind.RELIN_ROUND1
 
 
-@dataclass(frozen=True, eq=False)
-class RelinCrp(RelinRound1Share):
-    """The lead's round-1 share, read as the CRP of round 1 (same byte form)."""
-
-    @classmethod
-    def of(cls, lead_share: RelinRound1Share) -> RelinCrp:
-        """The CRP carried by the lead's round-1 share."""
-        return cls(lead_share.key)
+class RelinCrp(Crp, RelinRound1Share):
+    """The lead's round-1 share, read as the CRP of round 1."""
 
 
-@dataclass(frozen=True, eq=False)
-class RelinRound2Share:
+class RelinRound2Share(KeyShare[fhe.EvalKey]):
     """A party's round-2 share or a partial sum of them."""
 
-    key: fhe.EvalKey
-
-    def to_bytes(self, context: MheContext) -> bytes:
-        """Framed as ``Kind.RELIN_SHARE_ROUND2``."""
-        return eval_key_to_bytes(context, self.key, Kind.RELIN_SHARE_ROUND2)
-
-    @classmethod
-    def from_bytes(cls, context: MheContext, data: bytes, key_tag: str | None = None) -> RelinRound2Share:
-        """Inverse of :meth:`to_bytes`; ``key_tag`` (optional) must match."""
-        return cls(eval_key_from_bytes(context, data, Kind.RELIN_SHARE_ROUND2, key_tag))
-
-    def payload_size(self) -> int:
-        """Bytes of the OpenFHE payload."""
-        return payload_size(self.key, ProtocolKind.RELIN_ROUND2)
+    KIND = Kind.RELIN_SHARE_ROUND2
+    PROTOCOL = ProtocolKind.RELIN_ROUND2
 
 
 def gen_crp(lead: SecretHolder) -> RelinCrp:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import openfhe as fhe
 
 from rhode.errors import ProtocolError
-from rhode.mhe.codec import Kind, rotation_keys_from_bytes, rotation_keys_to_bytes
 from rhode.mhe.context import MheContext
-from rhode.mhe.protocols.base import ProtocolKind, SecretHolder, payload_size, require_lead
+from rhode.mhe.protocols.base import Crp, ProtocolKind, SecretHolder, payload_size, require_lead
+from rhode.mhe.serial import rotation_keys_from_bytes, rotation_keys_to_bytes
 
 
 def as_rotation_tuple(rotations: Iterable[int]) -> tuple[int, ...]:
@@ -35,13 +35,13 @@ class RotationShare:
 
     def to_bytes(self, context: MheContext) -> bytes:
         """Framed as ``Kind.ROTATION_KEY_SHARE`` with its rotation list."""
-        return rotation_keys_to_bytes(context, self.keys, self.rotations, Kind.ROTATION_KEY_SHARE)
+        return rotation_keys_to_bytes(context, self.keys, self.rotations)
 
     @classmethod
     def from_bytes(cls, context: MheContext, data: bytes,
                    rotations: Iterable[int] | None = None) -> RotationShare:
         """Inverse of :meth:`to_bytes`; with ``rotations`` the share must cover exactly that set."""
-        keys, rots = rotation_keys_from_bytes(context, data, Kind.ROTATION_KEY_SHARE, rotations)
+        keys, rots = rotation_keys_from_bytes(context, data, rotations)
         return cls(keys, as_rotation_tuple(rots))
 
     def payload_size(self) -> int:
@@ -49,14 +49,8 @@ class RotationShare:
         return payload_size(self.keys, ProtocolKind.ROTATION)
 
 
-@dataclass(frozen=True, eq=False)
-class RotationCrp(RotationShare):
-    """The lead's share, read as the CRPs every other party's share is made with (same byte form)."""
-
-    @classmethod
-    def of(cls, lead_share: RotationShare) -> RotationCrp:
-        """The CRP carried by the lead's share."""
-        return cls(lead_share.keys, lead_share.rotations)
+class RotationCrp(Crp, RotationShare):
+    """The lead's share, read as the CRPs every other party's share is made with."""
 
 
 def drop_automorphism_keys(cc: fhe.CryptoContext, tag: str) -> None:
