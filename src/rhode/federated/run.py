@@ -157,9 +157,7 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
     else:
         enc = agg.encrypt_model(agg.model.init_params(cfg.seed))
     for it in range(r.start, cfg.global_iterations):
-        with r.bar.bar(total=1, desc=f"global iteration {it + 1}/{cfg.global_iterations}") as b:
-            enc, rec = agg.iteration(it, enc, r.stats)
-            b.update(1)
+        enc, rec = _iteration(r, fed, it, enc)
         h = rec.to_dict()
         h.update(
             {
@@ -184,6 +182,22 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
             f"{h['seconds']:.1f} s; checkpoint written"
         )
     return enc
+
+
+def _iteration(r: _Run, fed: Federation, it: int, enc: dict):
+    """One global iteration with a progress bar of its protocol rounds (as many as the last one had)."""
+    total = r.history[-1]["rounds"] if r.history else None
+    with r.bar.bar(total=total, desc=f"global iteration {it + 1}/{r.cfg.global_iterations}") as b:
+
+        def tick(rec) -> None:
+            b.update(1)
+            b.set_postfix_str(rec.step, refresh=False)
+
+        fed.transport.on_round = tick
+        try:
+            return fed.agg.iteration(it, enc, r.stats)
+        finally:
+            fed.transport.on_round = None
 
 
 def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -> dict:
@@ -374,8 +388,8 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    def bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, disable=not self.enabled, leave=False, unit="step")
+    def bar(self, total: int | None, desc: str):
+        return tqdm(total=total, desc=desc, disable=not self.enabled, leave=False, unit="round")
 
     def run(self, desc: str, fn):
         with tqdm(total=1, desc=desc, disable=not self.enabled, leave=False) as b:

@@ -3,9 +3,11 @@
 :class:`ProcessTransport` starts W worker processes (``spawn``, ``OMP_NUM_THREADS=1``); data holder i
 lives in worker ``i % W`` as a :class:`~rhode.federated.holder.HolderSide` over a
 :class:`~rhode.federated.state.MemoryState` - its secret share in that worker only, as on its own
-machine. A round sends every request as bytes (:func:`~rhode.federated.payload.pack_bundle`) to the
+machine. A round sends every request (one message per worker) to the
 workers at once; each worker answers its holders' requests in turn, so W holders compute at the same
-time. The aggregator, which holds no secret, stays in the parent. Same protocol, same computation as
+time. Payloads cross as their config and their blobs' byte forms (pickled by the pipe; every framed
+blob is validated when it is read, as on Flower). The aggregator, which holds no secret, stays in the
+parent. Same protocol, same computation as
 the sequential engine up to CKKS noise.
 """
 
@@ -21,7 +23,7 @@ from multiprocessing.connection import Connection, wait
 
 from rhode.errors import ParameterError, ProtocolError, RhodeError
 from rhode.federated.holder import HolderSide
-from rhode.federated.payload import Payload, error_payload, pack_bundle, unpack_bundle
+from rhode.federated.payload import Payload, error_payload
 from rhode.federated.schema import Step
 from rhode.federated.state import HolderSettings, MemoryState
 from rhode.federated.transport import Transport, check_answers
@@ -45,16 +47,23 @@ def _worker_main(conn: Connection, settings: HolderSettings, series: dict, parti
         conn.send([_answer(sides, party, step, data) for party, step, data in msg[1]])
 
 
-def _answer(sides: dict, party: int, step: str, data: bytes) -> bytes:
-    """Holder ``party``'s answer to one request, as bytes (a rhode error keeps its message; anything
-    else is an internal error, logged here)."""
+def _answer(sides: dict, party: int, step: str, wire: tuple[dict, dict]) -> tuple[dict, dict]:
+    """Holder ``party``'s answer to one request (a rhode error keeps its message; anything else is
+    an internal error, logged here), in its byte form."""
     try:
-        out = sides[party].handle(Step(step), unpack_bundle(data, "request"))
+        out = sides[party].handle(Step(step), Payload(*wire))
     except Exception as exc:
         if not isinstance(exc, RhodeError):
             log.exception("step %s of data holder %d failed", step, party)
         out = error_payload(exc)
-    return pack_bundle(out)
+    return _wire(out)
+
+
+def _wire(p: Payload) -> tuple[dict, dict]:
+    """A payload as it crosses the pipe: its config and its blobs' byte forms (each framed blob
+    carries its own digest, checked when it is read; pickling bytes copies them once)."""
+    e = p.encoded()
+    return e.config, e.blobs
 
 
 @contextlib.contextmanager
@@ -142,10 +151,12 @@ class ProcessTransport(Transport):
         t0 = time.monotonic()
         batches: dict[int, list] = {}
         sent: dict[int, int] = {}
-        once: dict[int, bytes] = {}  # one byte form per distinct payload (a broadcast is encoded once)
+        once: dict[int, tuple] = {}  # one byte form per distinct payload (a broadcast is encoded once)
         for party, p in requests.items():
-            data = once.setdefault(id(p), pack_bundle(p))
-            sent[party] = len(data)
+            if id(p) not in once:
+                once[id(p)] = _wire(p)
+            data = once[id(p)]
+            sent[party] = _size(data)
             batches.setdefault(party % self.n_workers, []).append((party, step.value, data))
         for w, batch in batches.items():
             self._conns[w].send(("steps", batch))
@@ -163,7 +174,11 @@ class ProcessTransport(Transport):
             for conn in ready:
                 w = self._conns.index(conn)
                 for (party, _, _), data in zip(waiting.pop(w), self._recv(conn, w), strict=True):
-                    received[party] = len(data)
-                    answers[party] = unpack_bundle(data, f"data holder {party}'s answer")
+                    received[party] = _size(data)
+                    answers[party] = Payload(*data)
         self._record(step, t0, sent, received)
         return check_answers(step, answers, requests)
+
+
+def _size(wire: tuple[dict, dict]) -> int:
+    return sum(len(b) for b in wire[1].values())

@@ -106,7 +106,10 @@ class FlowerTransport(Transport):
     def exchange(self, step: Step, requests: dict[int, Payload], timeout: float) -> dict[int, Payload]:
         t0 = time.monotonic()
         once: dict[int, Payload] = {}  # one byte form per distinct payload (a broadcast is encoded once)
-        requests = {party: once.setdefault(id(p), p.encoded()) for party, p in requests.items()}
+        for p in requests.values():
+            if id(p) not in once:
+                once[id(p)] = p.encoded()
+        requests = {party: once[id(p)] for party, p in requests.items()}
         msgs = [self._message(self.nodes[party], step, p, self.tag) for party, p in requests.items()]
         ids = list(self.grid.push_messages(msgs))
         pending = {mid: party for mid, party in zip(ids, requests) if mid}
