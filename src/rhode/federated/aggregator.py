@@ -39,7 +39,14 @@ from rhode.tensor import codec as TC
 
 @dataclass
 class IterationRecord:
-    """What one global iteration did: its loss and its costs."""
+    """What one global iteration did: its loss and its costs.
+
+    Attributes:
+        seconds_by_step: wall seconds spent in the rounds of each step (``train.local`` and
+            ``train.resume``: the holders' jobs computing; ``query.refresh``: refresh rounds; ...).
+        seconds_loss: the part of ``seconds`` spent on the encrypted loss (its job and decryption).
+        seconds_aggregator: the aggregator's own computation between rounds (FedAvg, combining shares).
+    """
 
     iteration: int
     loss: float | None
@@ -50,10 +57,12 @@ class IterationRecord:
     weights: list[float]
     bytes_sent_per_party: dict[str, int] = field(default_factory=dict)
     bytes_received_per_party: dict[str, int] = field(default_factory=dict)
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
+    seconds_loss: float = 0.0
+    seconds_aggregator: float = 0.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
 
 
 class Aggregator(KeyGeneration):
@@ -92,20 +101,23 @@ class Aggregator(KeyGeneration):
         new = fedavg(self.backend, models, weights)
         # the next iteration (and a prediction) start with every level: fewer refresh points
         self.backend.refresh(new.values())
+        t_loss = time.monotonic()
         value = self.loss(it, new, stats) if loss else None
-        rounds = self.t.rounds[r0:]
-        rec = IterationRecord(
-            it + 1,
-            value,
-            time.monotonic() - t0,
-            len(rounds),
-            self.refresh_rounds - rr0,
-            self.refreshed_ciphertexts - rc0,
-            weights,
-            _per_party(rounds, "sent"),
-            _per_party(rounds, "received"),
-        )
+        rec = self._record(it, value, (t0, t_loss), (r0, rr0, rc0), weights)
         return new, rec
+
+    def _record(self, it: int, value, times: tuple[float, float], marks: tuple[int, int, int],
+                weights: list[float]) -> IterationRecord:
+        (t0, t_loss), (r0, rr0, rc0) = times, marks
+        now = time.monotonic()
+        rounds = self.t.rounds[r0:]
+        by_step: dict[str, float] = {}
+        for r in rounds:
+            by_step[r.step] = by_step.get(r.step, 0.0) + r.seconds
+        return IterationRecord(
+            it + 1, value, now - t0, len(rounds), self.refresh_rounds - rr0, self.refreshed_ciphertexts - rc0,
+            weights, _per_party(rounds, "sent"), _per_party(rounds, "received"), by_step, now - t_loss,
+            max(0.0, now - t0 - sum(by_step.values())))
 
     def loss(self, it: int, params: dict, stats: Stats) -> float:
         """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model over one batch of every holder:

@@ -177,9 +177,9 @@ def _parse(fn, blob: bytes, what: str):
 @contextlib.contextmanager
 def _no_crt_precompute():
     """Deserialize without OpenFHE's CRT precomputation for the crypto parameters each object
-    carries (most of its deserialization time: 10.5 vs 3.1 ms for a level-0 ciphertext at 2^13 in
-    ``bench/deserialized_ops.py``). Safe only for objects of an already loaded context: their
-    context resolves to the loaded one, whose tables exist, and the callers reject any other."""
+    carries (most of its deserialization time; ``bench/deserialized_ops.py`` measures both). Safe
+    only for objects of an already loaded context: their context resolves to the loaded one, whose
+    tables exist, and the callers reject any other."""
     fhe.DisablePrecomputeCRTTablesAfterDeserializaton()
     try:
         yield
@@ -344,9 +344,9 @@ def native(context: MheContext, ct: fhe.Ciphertext) -> fhe.Ciphertext:
     """The same ciphertext on ``context``'s own ring parameters.
 
     A deserialized ciphertext carries its own copy of the ring parameters, and in OpenFHE 1.6 every
-    later addition on it, and on whatever is computed from it, runs about 15x slower (EvalAdd 3.6 ms
-    instead of 0.23 ms at ring 2^13: ``bench/deserialized_ops.py``); the parallel engine's workers,
-    which receive the model and the refreshed ciphertexts as bytes, paid it on every step. Adding
+    later addition on it, and on whatever is computed from it, runs an order of magnitude slower
+    (``bench/deserialized_ops.py`` measures it); every holder that receives the model and the refreshed
+    ciphertexts as bytes would pay it on every step. Adding
     an exact zero made in this context (``x - x``, cached per level and scale degree)
     gives a ciphertext with the same value whose operations run at full speed. Needs the joint
     public key (otherwise ``ct`` is returned as it is)."""
