@@ -164,6 +164,41 @@ def test_missing_holder_is_named(tmp_path):
         t.exchange(Step.KEY_SWITCH, {0: Payload(), 1: Payload()}, 5.0)
 
 
+@pytest.mark.slow
+def test_node_side_runs_the_protocol_through_bytes_without_flower(tmp_path):
+    """The deployment's policy (DeploymentRun) and its data holders' node state (NodeState, the node
+    worker for jobs: real processes) with every payload crossing as a bundle, as on the wire, but
+    without a SuperLink: one global iteration equals the sequential in-process engine's to TOL
+    (the Flower deployment test checks the same on a real SuperLink, more slowly)."""
+    from _flower_util import decrypt_checkpoint, in_process_reference, run_config, write_csvs
+
+    from rhode.federated.flower.node import NodeState
+    from rhode.federated.flower.server import DeploymentRun
+    from rhode.federated.holder import HolderSide
+
+    csvs = write_csvs(tmp_path)
+    rc = run_config(tmp_path / "server", **{"global-iterations": 1})
+    dc = DeployConfig.from_run_config(rc)
+    configs = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")} for i, c in enumerate(csvs)]
+    nodes = [NodeConfig.from_node_config(c) for c in configs]
+
+    def handler(node):  # a fresh state per message, as a ClientApp process has
+        return lambda step, p: unpack_bundle(pack_bundle(
+            HolderSide(NodeState(node, dc, os.getpid())).handle(step, unpack_bundle(pack_bundle(p)))))
+
+    transport = LocalTransport({n.party_index: handler(n) for n in nodes})
+    transport.keeps_public_keys = True
+    try:
+        summary = DeploymentRun(dc, transport).train()
+        iteration, model = decrypt_checkpoint(tmp_path / "server", [n.storage for n in nodes])
+    finally:
+        for n in nodes:
+            NodeStore(n.storage).kill_worker()
+    assert summary["iterations"] == iteration == 1
+    want = in_process_reference(csvs, rc)["models"][0]
+    assert max(float(np.max(np.abs(model[k] - want[k]))) for k in want) <= 1e-3
+
+
 def test_worker_without_keys_fails_to_start_with_a_rhode_error(tmp_path):
     store = NodeStore(tmp_path / "node")
     assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700

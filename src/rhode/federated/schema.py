@@ -19,7 +19,9 @@ step                   request -> answer
 ``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request)
 ``DECRYPT``            CTS -> SHARES (flooded threshold-decryption shares)
 ``KEY_SWITCH``         CTS, QUERIER_PK -> SHARES (key-switch shares towards the querier)
-``TRAIN``              job, iteration, kind, stats, scale, MODEL -> status (+ CTS: pending; MODEL: done)
+``TRAIN``              job, iteration, kind, stats, scale, MODEL (+ VELOCITY: this holder's own, with
+                       momentum, after its first iteration) -> status (+ CTS: pending; MODEL, + VELOCITY
+                       with momentum: done)
 ``RESUME``             job, CTS -> as ``TRAIN``
 =====================  ===========================================================================
 """
@@ -97,6 +99,7 @@ class Field(str, enum.Enum):
     REQUEST = "request"
     QUERIER_PK = "querier_pk"
     MODEL = "model"
+    VELOCITY = "velocity"  # one data holder's encrypted momentum velocity (per-holder state)
     RESULT = "result"
 
 
@@ -119,6 +122,10 @@ class Status(str, enum.Enum):
 
     PENDING = "pending"  # paused: its CTS need a collective refresh
     DONE = "done"  # finished: MODEL holds its result
+    STALE = "stale"  # (worker) it holds other keys than the request: restart it
+    IDLE = "idle"  # (worker status)
+    BUSY = "busy"
+    STOPPED = "stopped"
 
 
 class JobKind(str, enum.Enum):

@@ -18,7 +18,7 @@ from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, WorkerOp
-from rhode.federated.state import HolderSettings, HolderState, install_eval_keys, shared_context
+from rhode.federated.state import HolderSettings, HolderState, install_eval_keys
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
 
@@ -39,6 +39,7 @@ class NodeState(HolderState):
         self.store = NodeStore(node.storage)
         self.watch_pid = watch_pid
         self._series = None
+        self._ctx: MheContext | None = None
 
     # -- data ----------------------------------------------------------------------------------------
     def train_series(self):
@@ -66,7 +67,11 @@ class NodeState(HolderState):
 
     # -- keys ------------------------------------------------------------------------------------------
     def context(self) -> MheContext:
-        return shared_context(self.store.read(CONTEXT, "public context"))
+        """The node's stored context, read once per state (a node's state is its own: another
+        holder's in the same process, as in tests, must not see this one's joint key early)."""
+        if self._ctx is None:
+            self._ctx = S.context_from_bytes(self.store.read(CONTEXT, "public context"))
+        return self._ctx
 
     def new_epoch(self, p: Payload) -> MheContext:
         data = p.blob(Field.CONTEXT.value)
@@ -75,6 +80,7 @@ class NodeState(HolderState):
         (self.store.root / EVAL_KEYS).unlink(missing_ok=True)
         self.store.secret_path.unlink(missing_ok=True)
         self.store.write(CONTEXT, data)
+        self._ctx = ctx
         return ctx
 
     def save_context(self) -> None:

@@ -36,7 +36,8 @@ from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, NodeStore, process_alive
 from rhode.federated.payload import Payload, error_payload
 from rhode.federated.schema import Field, Status, WorkerOp
-from rhode.federated.state import LocalJobs, shared_context
+from rhode.federated.state import LocalJobs
+from rhode.mhe import serial as S
 
 log = logging.getLogger("rhode.flower.worker")
 
@@ -53,7 +54,7 @@ class Worker:
         self.running = True
 
     def _stored_key_tag(self) -> str:
-        return shared_context(self.store.read(CONTEXT, "public context")).key_tag
+        return S.context_from_bytes(self.store.read(CONTEXT, "public context")).key_tag
 
     def serve(self) -> None:
         path = self.store.socket_path
