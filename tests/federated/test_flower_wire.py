@@ -179,7 +179,8 @@ def test_node_side_runs_the_protocol_through_bytes_without_flower(tmp_path):
     csvs = write_csvs(tmp_path)
     rc = run_config(tmp_path / "server", **{"global-iterations": 1})
     dc = DeployConfig.from_run_config(rc)
-    configs = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")} for i, c in enumerate(csvs)]
+    configs = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")}
+               for i, c in enumerate(csvs)]
     nodes = [NodeConfig.from_node_config(c) for c in configs]
 
     def handler(node):  # a fresh state per message, as a ClientApp process has
