@@ -22,6 +22,9 @@ _RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--hidden", "hidden", int, "hidden units h"),
     ("--timesteps", "timesteps", int, "timesteps T per window"),
     ("--horizon", "horizon", int, "forecast horizon (steps after the window)"),
+    ("--difference/--no-difference", "difference", bool,
+     "forecast the target's change: its first difference is an input, the forecast is the last value "
+     "plus the predicted change (default: off)"),
     ("--batch", "batch", int, "mini-batch size b (samples packed in one ciphertext)"),
     ("--learning-rate", "learning_rate", float, "SGD learning rate"),
     ("--local-steps", "local_steps", int, "local mini-batch steps m per global iteration"),

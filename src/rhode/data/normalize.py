@@ -132,10 +132,6 @@ class Normalizer:
                             f"'{series.target_name}') do not match the normalizer's {list(self.columns)} "
                             f"(target '{self.target}')")
 
-    @property
-    def _t(self) -> int:
-        return self.columns.index(self.target)
-
     def scaled(self, series: TimeSeries) -> tuple[np.ndarray, np.ndarray]:
         """Unclipped scaled values (n, d) and target (n,)."""
         self._check(series)
@@ -155,15 +151,33 @@ class Normalizer:
         x, _ = self.scaled(series)
         return float(np.mean(np.abs(x) > 1.0)) if x.size else 0.0
 
+    def column_scale(self, column: str) -> float:
+        """Original units per normalized unit of ``column`` (factor x its global std)."""
+        return float(self.factor * self.std[self._index(column)])
+
+    def normalize_column(self, column: str, x: np.ndarray) -> np.ndarray:
+        """Values of ``column`` (any shape) in original units to normalized units (no clipping)."""
+        return (np.asarray(x, dtype=np.float64) - self.mean[self._index(column)]) / self.column_scale(column)
+
+    def denormalize_column(self, column: str, x: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`normalize_column`."""
+        return np.asarray(x, dtype=np.float64) * self.column_scale(column) + self.mean[self._index(column)]
+
+    def _index(self, column: str) -> int:
+        if column not in self.columns:
+            raise DataError(f"no normalization statistics for column '{column}'; the statistics cover "
+                            f"{list(self.columns)}")
+        return self.columns.index(column)
+
     @property
     def target_scale(self) -> float:
         """Original units per normalized unit of the target: MAE_original = MAE_normalized * this."""
-        return float(self.factor * self.std[self._t])
+        return self.column_scale(self.target)
 
     def normalize_target(self, y: np.ndarray) -> np.ndarray:
         """Target values (any shape) in original units to normalized units (no clipping)."""
-        return (np.asarray(y, dtype=np.float64) - self.mean[self._t]) / self.target_scale
+        return self.normalize_column(self.target, y)
 
     def denormalize_target(self, y: np.ndarray) -> np.ndarray:
         """Normalized target values (any shape), e.g. predictions, back to original units."""
-        return np.asarray(y, dtype=np.float64) * self.target_scale + self.mean[self._t]
+        return self.denormalize_column(self.target, y)

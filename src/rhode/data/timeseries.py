@@ -28,6 +28,8 @@ class TimeSeries:
         segment_starts: row offsets where a contiguous stretch of time begins. A partition made of
             several chunks of a longer series has one segment per chunk; windows never cross them.
         ignored_columns: non-numeric columns of the source that were left out of the features.
+        level_name: for a differenced series (:func:`rhode.data.differencing.difference`), the
+            feature that holds the target's levels; the target is then its change. None otherwise.
     """
 
     values: np.ndarray
@@ -40,6 +42,7 @@ class TimeSeries:
     source: str = "<array>"
     segment_starts: tuple[int, ...] = (0,)
     ignored_columns: tuple[str, ...] = field(default=())
+    level_name: str | None = None
 
     def __post_init__(self) -> None:
         v = np.asarray(self.values, dtype=np.float64)
@@ -56,6 +59,8 @@ class TimeSeries:
         if self.target_index is not None and self.feature_names[self.target_index] != self.target_name:
             raise DataError(f"{self.source}: feature {self.target_index} is "
                             f"'{self.feature_names[self.target_index]}', not the target '{self.target_name}'")
+        if self.level_name is not None and self.level_name not in self.feature_names:
+            raise DataError(f"{self.source}: the level column '{self.level_name}' is not a feature")
         if self.time is not None and len(self.time) != v.shape[0]:
             raise DataError(f"{self.source}: {len(self.time)} time stamps for {v.shape[0]} rows")
         s, n = self.segment_starts, v.shape[0]
@@ -114,7 +119,7 @@ class TimeSeries:
                           time=None if self.time is None else self.time[rows],
                           time_column=self.time_column, source=source or self.source,
                           segment_starts=tuple(segment_starts) if len(rows) else (0,),
-                          ignored_columns=self.ignored_columns)
+                          ignored_columns=self.ignored_columns, level_name=self.level_name)
 
     def rows(self, start: int, stop: int, source: str | None = None) -> TimeSeries:
         """Rows [start, stop) keeping the segment structure."""
@@ -126,7 +131,8 @@ class TimeSeries:
         return TimeSeries(values=values, feature_names=self.feature_names, target_name=self.target_name,
                           target=target, target_index=self.target_index, time=self.time,
                           time_column=self.time_column, source=self.source,
-                          segment_starts=self.segment_starts, ignored_columns=self.ignored_columns)
+                          segment_starts=self.segment_starts, ignored_columns=self.ignored_columns,
+                          level_name=self.level_name)
 
     def describe(self) -> str:
         """One line for logs and the CLI."""

@@ -25,22 +25,28 @@ def make_windows(series: TimeSeries, timesteps: int, horizon: int = 1) -> tuple[
     Returns:
         X (n, T, d) float64 and Y (n, 1) float64, n = sum over segments of (rows - T - horizon + 1).
     """
+    idx, target_rows = window_rows(series, timesteps, horizon)
+    return series.values[idx], series.target[target_rows][:, None]
+
+
+def window_rows(series: TimeSeries, timesteps: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices behind :func:`make_windows`: (n, T) input rows of each window and (n,) the row
+    of its target (DataError if the series gives no window)."""
     if timesteps < 1 or horizon < 1:
         raise DataError(f"timesteps ({timesteps}) and horizon ({horizon}) must both be at least 1")
-    xs, ys = [], []
+    rows, targets = [], []
     for a, b in series.segments():
         n = b - a - timesteps - horizon + 1
         if n <= 0:
             continue
-        idx = a + np.arange(n)[:, None] + np.arange(timesteps)[None, :]
-        xs.append(series.values[idx])
-        ys.append(series.target[a + np.arange(n) + timesteps - 1 + horizon])
-    if not xs:
+        rows.append(a + np.arange(n)[:, None] + np.arange(timesteps)[None, :])
+        targets.append(a + np.arange(n) + timesteps - 1 + horizon)
+    if not rows:
         longest = max((b - a for a, b in series.segments()), default=0)
         raise DataError(f"{series.source}: too few rows for one window: the longest contiguous stretch has "
                         f"{longest} rows but {timesteps} timesteps + horizon {horizon} need "
                         f"{min_rows(timesteps, horizon)}; lower the timesteps or give more rows")
-    return np.concatenate(xs), np.concatenate(ys)[:, None]
+    return np.concatenate(rows), np.concatenate(targets)
 
 
 def train_test_split(series: TimeSeries, test_fraction: float = 0.2) -> tuple[TimeSeries, TimeSeries]:

@@ -41,6 +41,7 @@ class RunConfig:
     hidden: int = 8
     timesteps: int = 3
     horizon: int = 1
+    difference: bool = False
     batch: int = 64
     learning_rate: float = 0.8
     local_steps: int = 2
@@ -91,6 +92,8 @@ class RunConfig:
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 16:
             raise bad("--workers", f"{self.workers!r}; expected 0 (one per data holder, at most two "
                       "per CPU core) or 1 to 16 processes")
+        if not isinstance(self.difference, bool):
+            raise bad("--difference", f"{self.difference!r}; expected true or false")
         if not 0 < self.test_fraction < 1:
             raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
         return self

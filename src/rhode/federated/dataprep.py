@@ -23,7 +23,11 @@ from rhode.data import (
     Normalizer,
     Stats,
     TimeSeries,
+    Windows,
     check_compatible,
+    difference,
+    forecast_windows,
+    level_of,
     load_bundled,
     load_csv,
     make_windows,
@@ -37,21 +41,27 @@ from rhode.federated.config import RunConfig
 
 @dataclass
 class HolderData:
-    """One data holder's plaintext: its train and test series and (after normalization) windows."""
+    """One data holder's plaintext: its train and test series (differenced when the run differences)
+    and, after normalization, its windows."""
 
     index: int
     train: TimeSeries
     test: TimeSeries
     X: np.ndarray | None = None        # (n, T, d) normalized training windows
     Y: np.ndarray | None = None        # (n, 1)
-    X_test: np.ndarray | None = None   # (n_test, T, d) normalized test windows
-    Y_test: np.ndarray | None = None
+    test_windows: Windows | None = None  # the test windows with the target's levels
+
+
+def rows_needed(cfg: RunConfig) -> int:
+    """Rows one contiguous stretch needs for one window: T + h, and h more when differencing (the
+    first h rows of every stretch have no difference)."""
+    return min_rows(cfg.timesteps, cfg.horizon) + (cfg.horizon if cfg.difference else 0)
 
 
 def load_holders(cfg: RunConfig) -> list[HolderData]:
     """Load each data holder's series (CSV per holder, or a bundled dataset partitioned) and split
-    each one in time order into train and test parts."""
-    need = min_rows(cfg.timesteps, cfg.horizon)
+    each one in time order into train and test parts (:func:`split_holder`)."""
+    need = rows_needed(cfg)
     if cfg.data:
         if cfg.target is None:
             raise DataError("--target is required with --data: name the column to forecast")
@@ -66,18 +76,38 @@ def load_holders(cfg: RunConfig) -> list[HolderData]:
             whole = whole.rows(max(0, whole.n_rows - cfg.max_rows), whole.n_rows)
         series = partition(whole, cfg.parties, cfg.partition, cfg.seed,
                            min_rows=math.ceil(need / cfg.test_fraction))
-    holders = []
-    enough = math.ceil(need / min(cfg.test_fraction, 1 - cfg.test_fraction))
-    for i, s in enumerate(series):
-        if s.n_rows * cfg.test_fraction < need or s.n_rows * (1 - cfg.test_fraction) < need:
-            raise DataError(
-                f"data holder {i} ({s.source}) has {s.n_rows} rows: too few for windows of "
-                f"{cfg.timesteps} timesteps + horizon {cfg.horizon} in both the train and the test part "
-                f"(test fraction {cfg.test_fraction}); need at least {enough} rows, "
-                "or lower --timesteps")
-        train, test = train_test_split(s, cfg.test_fraction)
-        holders.append(HolderData(i, train, test))
-    return holders
+    return [HolderData(i, *split_holder(s, cfg, i)) for i, s in enumerate(series)]
+
+
+def split_holder(series: TimeSeries, cfg: RunConfig, index: int) -> tuple[TimeSeries, TimeSeries]:
+    """One data holder's (train, test) parts: split in time order, then each part differenced on its
+    own when ``cfg.difference`` (so no difference spans the split). DataError if a part is too short
+    for a window."""
+    need = rows_needed(cfg)
+    if series.n_rows * cfg.test_fraction < need or series.n_rows * (1 - cfg.test_fraction) < need:
+        enough = math.ceil(need / min(cfg.test_fraction, 1 - cfg.test_fraction))
+        extra = " with differencing" if cfg.difference else ""
+        raise DataError(
+            f"data holder {index} ({series.source}) has {series.n_rows} rows: too few for windows of "
+            f"{cfg.timesteps} timesteps + horizon {cfg.horizon}{extra} in both the train and the test "
+            f"part (test fraction {cfg.test_fraction}); need at least {enough} rows, or lower --timesteps")
+    train, test = train_test_split(series, cfg.test_fraction)
+    if cfg.difference:
+        return difference(train, cfg.horizon), difference(test, cfg.horizon)
+    return train, test
+
+
+def query_series(path, stats: Stats, cfg: RunConfig) -> TimeSeries:
+    """A querier's CSV as the run's holders saw their data: the same target and features, differenced
+    when the run differences; DataError if its columns differ from the global statistics'."""
+    level = cfg.target or (level_of(stats.target, cfg.horizon) if cfg.difference else stats.target)
+    series = load_csv(path, level, cfg.features)
+    if cfg.difference:
+        series = difference(series, cfg.horizon)
+    if tuple(series.stat_columns) != tuple(stats.columns):
+        raise DataError(f"{path} gives columns {list(series.stat_columns)}; the model was trained on "
+                        f"{list(stats.columns)}")
+    return series
 
 
 def stat_values(series: TimeSeries) -> np.ndarray:
@@ -134,17 +164,16 @@ def window_holders(holders: Sequence[HolderData], norm: Normalizer, cfg: RunConf
     """Normalize and window every holder's train and test parts (in place)."""
     for h in holders:
         h.X, h.Y = make_windows(norm.normalize(h.train), cfg.timesteps, cfg.horizon)
-        h.X_test, h.Y_test = make_windows(norm.normalize(h.test), cfg.timesteps, cfg.horizon)
+        h.test_windows = forecast_windows(h.test, norm, cfg.timesteps, cfg.horizon)
 
 
-def querier_windows(holders: Sequence[HolderData], limit: int) -> tuple[np.ndarray, np.ndarray]:
+def querier_windows(holders: Sequence[HolderData], limit: int) -> Windows:
     """The held-out test windows a querier asks about: the first ``limit`` of all holders' test
     windows, taken evenly from every holder."""
     per = max(1, math.ceil(limit / len(holders)))
-    X = np.concatenate([h.X_test[:per] for h in holders])[:limit]
-    Y = np.concatenate([h.Y_test[:per] for h in holders])[:limit]
-    return X, Y
+    return Windows.concatenate([h.test_windows.head(per) for h in holders]).head(limit)
 
 
-__all__ = ["HolderData", "load_holders", "magnitude_exponents", "querier_windows", "stat_values",
-           "stats_from_json", "stats_to_json", "stats_vector", "unscale", "window_holders"]
+__all__ = ["HolderData", "load_holders", "magnitude_exponents", "query_series", "querier_windows",
+           "rows_needed", "split_holder", "stat_values", "stats_from_json", "stats_to_json", "stats_vector",
+           "unscale", "window_holders"]

@@ -1,15 +1,59 @@
-"""Run report (report.json) and plots (loss per global iteration, predictions vs truth)."""
+"""Run report (report.json, strict JSON), plots (loss per global iteration, predictions vs truth) and
+the divergence check of the global iterations."""
 
 from __future__ import annotations
 
 import json
+import math
 import resource
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rhode.errors import ParameterError
 from rhode.federated.files import atomic_write
+
+#: Divergence rule (:func:`check_divergence`), on the decrypted global training loss (MSE/2 in the
+#: normalized units of the model's target). Predicting the mean costs about 1/18 = 0.056 there, so:
+LOSS_CEILING = 1e3  # a loss above this is divergence at any iteration (the first included)
+LOSS_GROWTH = 100.0  # ... and so is a loss above this many times the first iteration's loss
+LOSS_FLOOR = 1.0  # ... once it is also above this (18x the mean's loss: growth from a tiny first loss
+#                    to a still small one is not divergence)
+NON_FINITE_KEY = "non_finite_fields"
+
+
+class DivergenceError(ParameterError):
+    """The global training loss became non-finite or grew past the bound: the learning rate is too
+    large for the data (or the momentum too high)."""
+
+
+def check_divergence(history: Sequence[dict[str, Any]], learning_rate: float) -> None:
+    """Raise :class:`DivergenceError` when the last record's decrypted global loss
+    (``loss_encrypted``) is non-finite, above :data:`LOSS_CEILING`, or above both
+    :data:`LOSS_GROWTH` times the first record's loss and :data:`LOSS_FLOOR`. The one-line message
+    names the iteration, the loss and the learning rate to lower. ``history``: the run's iteration
+    records, oldest first (``iteration``, ``loss_encrypted``); records without a loss are skipped."""
+    losses = [h.get("loss_encrypted") for h in history]
+    if not history or losses[-1] is None:
+        return
+    loss = float(losses[-1])
+    first = next(float(v) for v in losses if v is not None)
+    it = int(history[-1].get("iteration", len(history)))
+    if not math.isfinite(loss):
+        why = "not a finite number"
+    elif loss > LOSS_CEILING:
+        why = f"above the bound {LOSS_CEILING:g}"
+    elif loss > LOSS_GROWTH * first and loss > LOSS_FLOOR:
+        why = f"{loss / first:.3g} times the first iteration's {first:.3g}"
+    else:
+        return
+    kept = f"the checkpoint of iteration {it - 1} is kept" if it > 1 else "no checkpoint was written"
+    raise DivergenceError(
+        f"training diverged at global iteration {it}: the decrypted global loss is {loss:.3g} ({why}); "
+        f"the learning rate {learning_rate:g} is too large for this data: lower --learning-rate "
+        f"(e.g. to {learning_rate / 2:g}) and start a new run in another --out ({kept})")
 
 
 def peak_rss_mb(workers: int = 1) -> float:
@@ -24,19 +68,39 @@ def peak_rss_mb(workers: int = 1) -> float:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented, strict JSON, atomically: numpy values become Python ones, every
+    non-finite number becomes null and, if there was any, :data:`NON_FINITE_KEY` lists where
+    (e.g. ``"history[2].loss_encrypted"``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
+    clean, bad = strict_json(data)
+    if bad:
+        clean[NON_FINITE_KEY] = bad
+    atomic_write(path, (json.dumps(clean, indent=2, allow_nan=False) + "\n").encode())
     return path
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+def strict_json(data: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``data`` as plain JSON values (dicts, lists, str, int, float, bool, None) with every NaN or
+    infinity replaced by None, and the paths of those replaced."""
+    if isinstance(data, np.ndarray):
+        data = data.tolist()
+    elif isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, dict):
+        out, bad = {}, []
+        for k, v in data.items():
+            out[k], b = strict_json(v, f"{where}.{k}" if where else str(k))
+            bad += b
+        return out, bad
+    if isinstance(data, (list, tuple)):
+        pairs = [strict_json(v, f"{where}[{i}]") for i, v in enumerate(data)]
+        return [v for v, _ in pairs], [p for _, b in pairs for p in b]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None, [where]
+    if data is None or isinstance(data, (str, int, float)):
+        return data, []
+    raise TypeError(f"not JSON serializable: {type(data).__name__} at {where or 'top level'}")
 
 
 def plot_loss(path: str | Path, curves: dict[str, list[float]], title: str) -> Path:
@@ -65,7 +129,8 @@ def plot_predictions(path: str | Path, truth: np.ndarray, series: dict[str, np.n
     fig, ax = plt.subplots(figsize=(8.0, 4.0))
     ax.plot(truth, "k-", lw=1.5, label="truth")
     for label, values in series.items():
-        ax.plot(values, lw=1.0, alpha=0.85, label=label)
+        style = {"color": "0.55", "ls": ":"} if label == "persistence" else {}
+        ax.plot(values, lw=1.0, alpha=0.85, label=label, **style)
     return _finish(fig, ax, path, "test window", unit or "target", title)
 
 

@@ -27,14 +27,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rhode.data import Normalizer, load_csv, make_windows
-from rhode.errors import CheckpointError, DataError
+from rhode.data import Normalizer, forecast_windows
+from rhode.errors import CheckpointError
 from rhode.federated import codec as K
+from rhode.federated.baselines import accuracy
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
 from rhode.federated.config import RunConfig, model_configs, run_fingerprint
 from rhode.federated.dataprep import (
     load_holders,
     querier_windows,
+    query_series,
     stats_from_json,
     stats_to_json,
     window_holders,
@@ -62,7 +64,7 @@ class _Run:
     start: int = 0
     resumed: bool = False
     seconds: dict = field(default_factory=dict)
-    predictions: tuple = ()
+    predictions: dict = field(default_factory=dict)  # forecasts in levels, original units
 
 
 def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -202,21 +204,21 @@ def _iteration(r: _Run, fed: Federation, it: int, enc: dict):
 
 def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -> dict:
     """The querier's encrypted prediction on the held-out windows; the final model revealed by
-    unanimous decision (to compare with the mirror); the report."""
+    unanimous decision (to compare with the mirror); the report (every MAE in levels, beside the
+    baselines: :mod:`rhode.federated.baselines`)."""
     cfg, holders, agg = r.cfg, r.holders, fed.agg
-    Xq, Yq = querier_windows(holders, cfg.max_test_windows)
+    w = querier_windows(holders, cfg.max_test_windows)
     t0 = time.perf_counter()
-    yq = r.bar.run(f"encrypted prediction for the querier ({len(Xq)} windows)", lambda: fed.predict(enc, Xq))
+    yq = r.bar.run(f"encrypted prediction for the querier ({len(w)} windows)", lambda: fed.predict(enc, w.X))
     r.seconds["prediction"] = time.perf_counter() - t0
-    y_mirror = predict_plain(agg.model, mirror[-1], Xq)
-    y_exact = predict_plain(exact_model, exact[-1], Xq)
+    outputs = {"encrypted": yq, "mirror": predict_plain(agg.model, mirror[-1], w.X),
+               "plaintext": predict_plain(exact_model, exact[-1], w.X)}
+    parties = [(h.X, h.Y) for h in holders]
+    acc, r.predictions = accuracy(w, outputs, parties, [h.train for h in holders], cfg.horizon)
     first = holders[0].train
-    naive = Xq[:, -1, first.target_index][:, None] if first.target_is_feature else None
     final = agg.decrypt_model(enc)
     diff = max(float(np.max(np.abs(final[k] - mirror[-1][k]))) for k in final)
-    r.predictions = (Yq, yq, y_mirror, y_exact)
     times = [h["seconds"] for h in r.history]
-    scale = Normalizer.from_stats(r.stats).target_scale
     ckks = preset(cfg.preset)
     return {
         "model": cfg.cell,
@@ -225,20 +227,12 @@ def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -
         "preset": ckks.name,
         "ring_dim": ckks.ring_dim,
         "data": list(cfg.data) or cfg.dataset,
-        "target": first.target_name,
+        "target": first.level_name or first.target_name,
+        "model_target": first.target_name,
         "features": list(first.feature_names),
         "time_column": first.time_column,
-        "test_windows": int(len(Xq)),
-        "test_mae_encrypted": _mae(yq, Yq),
-        "test_mae_mirror": _mae(y_mirror, Yq),
-        "test_mae_plaintext": _mae(y_exact, Yq),
-        "test_mae_naive": _mae(naive, Yq) if naive is not None else None,
-        "test_rmse_encrypted": _rmse(yq, Yq),
-        "test_rmse_mirror": _rmse(y_mirror, Yq),
-        "test_rmse_plaintext": _rmse(y_exact, Yq),
-        "test_mae_encrypted_original_units": _mae(yq, Yq) * scale,
-        "test_mae_plaintext_original_units": _mae(y_exact, Yq) * scale,
-        "max_abs_prediction_diff_vs_mirror": float(np.max(np.abs(yq - y_mirror))),
+        "test_windows": len(w),
+        **acc,
         "max_abs_weight_diff_vs_mirror": diff,
         "seconds_key_generation": r.seconds["key_generation"],
         "seconds_per_global_iteration": float(np.mean(times)) if times else None,
@@ -252,20 +246,11 @@ def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -
     }
 
 
-def _mae(y, Y) -> float:
-    return float(np.mean(np.abs(y - Y)))
-
-
-def _rmse(y, Y) -> float:
-    return float(np.sqrt(np.mean((y - Y) ** 2)))
-
-
 def _write_outputs(r: _Run, report: dict) -> None:
-    """report.json, predictions.csv, loss.png and predictions.png."""
-    norm = Normalizer.from_stats(r.stats)
-    Yq, yq, y_mirror, y_exact = r.predictions
+    """report.json, predictions.csv, loss.png and predictions.png (levels, original units)."""
+    f = r.predictions
     write_json(r.out / "report.json", report)
-    _write_predictions(r.out / "predictions.csv", Yq, yq, y_mirror, y_exact, norm)
+    _write_predictions(r.out / "predictions.csv", f)
     title = f"{r.cfg.cell.upper()}, {len(r.holders)} data holders, {r.cfg.preset} preset"
     plot_loss(
         r.out / "loss.png",
@@ -278,13 +263,10 @@ def _write_outputs(r: _Run, report: dict) -> None:
     )
     plot_predictions(
         r.out / "predictions.png",
-        norm.denormalize_target(Yq)[:, 0],
-        {
-            "encrypted": norm.denormalize_target(yq)[:, 0],
-            "plaintext (exact)": norm.denormalize_target(y_exact)[:, 0],
-        },
+        f["truth"],
+        {"encrypted": f["encrypted"], "plaintext (exact)": f["plaintext"], "persistence": f["persistence"]},
         f"{title}: test windows",
-        r.holders[0].train.target_name,
+        report["target"],
     )
 
 
@@ -304,9 +286,10 @@ def summary(report: dict) -> str:
         f"rhode: {report['model'].upper()} trained by {report['parties']} data holders under multiparty "
         f"CKKS ({report['preset']} preset, ring 2^{int(np.log2(report['ring_dim']))}), "
         f"{report['global_iterations']} global iterations",
-        f"  test MAE (normalized): encrypted {report['test_mae_encrypted']:.4f} | mirror "
-        f"{report['test_mae_mirror']:.4f} | plaintext {report['test_mae_plaintext']:.4f}"
-        + (f" | naive {report['test_mae_naive']:.4f}" if report.get("test_mae_naive") is not None else ""),
+        "  test MAE (normalized): "
+        + " | ".join(f"{label} {_fmt(report.get('test_mae_' + key))}" for label, key in _SUMMARY_MAES)
+        + (f"; encrypted/persistence {report['test_mae_encrypted_vs_persistence']:.2f}"
+           if report.get("test_mae_encrypted_vs_persistence") is not None else ""),
         f"  encrypted vs mirror: max weight diff {report['max_abs_weight_diff_vs_mirror']:.2e}, "
         f"max prediction diff {report['max_abs_prediction_diff_vs_mirror']:.2e}",
         f"  time {report['seconds_total']:.0f} s ({report['seconds_per_global_iteration'] or 0:.1f} s per "
@@ -317,12 +300,22 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_predictions(path, Y, y_enc, y_mirror, y_exact, norm) -> None:
-    cols = [norm.denormalize_target(a)[:, 0] for a in (Y, y_enc, y_mirror, y_exact)]
+_SUMMARY_MAES = (("encrypted", "encrypted"), ("mirror", "mirror"), ("plaintext", "plaintext"),
+                 ("persistence", "persistence"), ("linear AR", "linear_ar"))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _write_predictions(path: Path, forecasts: dict[str, np.ndarray]) -> None:
+    """predictions.csv: one row per test window, the truth and every forecast, levels in original
+    units."""
+    cols = ["truth", "encrypted", "mirror", "plaintext", "persistence"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["truth", "encrypted", "mirror", "plaintext"])
-        for row in zip(*cols):
+        w.writerow(cols)
+        for row in zip(*(forecasts[c] for c in cols)):
             w.writerow([f"{v:.6g}" for v in row])
 
 
@@ -337,45 +330,38 @@ def _diff(stored: dict, cfg: RunConfig) -> str:
 
 
 def run_prediction(model_dir: Path, data: Path, out: Path) -> dict:
-    """A querier's CSV against the trained encrypted model in ``model_dir``."""
+    """A querier's CSV against the trained encrypted model in ``model_dir``: predictions.csv (levels,
+    original units), predictions.png and report.json (MAE in original units, beside persistence)."""
     meta = read_run_json(model_dir)
     cfg = RunConfig.from_dict(meta["config"])
     ckpt = read_checkpoint(model_dir)
     total = stats_from_json(json.dumps(meta["global_stats"]))
-    norm = Normalizer.from_stats(total)
-    features = total.columns if total.target in total.columns else None
-    series = load_csv(data, total.target, list(features) if features else None)
-    if tuple(series.stat_columns) != tuple(total.columns):
-        raise DataError(
-            f"{data} has columns {list(series.stat_columns)}; the model was trained on {list(total.columns)}"
-        )
-    X, Y = make_windows(norm.normalize(series), cfg.timesteps, cfg.horizon)
+    series = query_series(data, total, cfg)
+    w = forecast_windows(series, Normalizer.from_stats(total), cfg.timesteps, cfg.horizon)
     ctx = load_public_keys(model_dir)
     with Federation(cfg, [None] * cfg.n_parties, parties_dir(model_dir)) as fed:
         fed.attach(ctx, series.n_features)
         enc = K.model_from_checkpoint(ctx, fed.agg.backend, fed.agg.model, ckpt.model)
-        yq = fed.predict(enc, X)
+        yq = fed.predict(enc, w.X)
         sent = fed.bytes_per_party()
     out.mkdir(parents=True, exist_ok=True)
-    pred = norm.denormalize_target(yq)[:, 0]
-    truth = norm.denormalize_target(Y)[:, 0]
+    pred, truth = w.map.original(w.levels(yq))[:, 0], w.map.original(w.truth)[:, 0]
+    last = w.map.original(w.last)[:, 0]
     path = out / "predictions.csv"
     with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["window", "prediction", "truth"])
+        wr = csv.writer(fh)
+        wr.writerow(["window", "prediction", "truth"])
         for i, (p, t) in enumerate(zip(pred, truth)):
-            w.writerow([i, f"{p:.6g}", f"{t:.6g}"])
-    plot_predictions(
-        out / "predictions.png",
-        truth,
-        {"encrypted prediction": pred},
-        f"{cfg.cell.upper()} predictions for {data.name}",
-        total.target,
-    )
+            wr.writerow([i, f"{p:.6g}", f"{t:.6g}"])
+    target = series.level_name or series.target_name
+    title = f"{cfg.cell.upper()} predictions for {data.name}"
+    plot_predictions(out / "predictions.png", truth, {"encrypted prediction": pred, "persistence": last},
+                     title, target)
     report = {
-        "windows": int(len(X)),
+        "windows": len(w),
         "predictions_csv": str(path),
         "test_mae": float(np.mean(np.abs(pred - truth))),
+        "test_mae_persistence": float(np.mean(np.abs(last - truth))),
         "bytes_sent_per_party": sent,
     }
     write_json(out / "report.json", report)

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rhode.data import Normalizer, load_csv, make_windows
+from rhode.data import Normalizer, Windows, forecast_windows
 from rhode.errors import ProtocolError, RhodeError
 from rhode.federated import codec as K
 from rhode.federated.config import RunConfig, model_configs
-from rhode.federated.dataprep import stats_from_json
+from rhode.federated.dataprep import query_series, stats_from_json
 from rhode.federated.files import CONTEXT_FILE, RUN_JSON
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
 from rhode.federated.schema import Field, input_blob
@@ -59,14 +59,18 @@ class FlowerQuerier:
         self._querier = Querier(self.ctx)
         self._shape: tuple[int, int] | None = None
 
-    def windows(self, csv_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-        """The querier's CSV as normalized windows X (n, T, d) and targets Y (n, 1)."""
-        series = load_csv(csv_path, self.stats.target, self.run.features)
-        norm = Normalizer.from_stats(self.stats)
-        return make_windows(norm.normalize(series), self.run.timesteps, self.run.horizon)
+    def forecast(self, csv_path: str | os.PathLike) -> Windows:
+        """The querier's CSV as the model's windows (differenced as the run was) with the target's
+        levels: ``W.X`` (n, T, d) goes into :meth:`request`, ``W.levels(y)`` turns the decrypted
+        outputs (n, 1) into levels."""
+        series = query_series(csv_path, self.stats, self.run)
+        return forecast_windows(series, Normalizer.from_stats(self.stats), self.run.timesteps,
+                                self.run.horizon)
 
-    def denormalize(self, y: np.ndarray) -> np.ndarray:
-        return Normalizer.from_stats(self.stats).denormalize_target(y)
+    def windows(self, csv_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+        """The querier's CSV as normalized model windows X (n, T, d) and model targets Y (n, 1)."""
+        w = self.forecast(csv_path)
+        return w.X, w.Y
 
     def request(self, X: np.ndarray) -> bytes:
         """The request file: X (n, T, d) encrypted under the joint key, timestep by timestep, and the
@@ -127,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         q = FlowerQuerier(a.server_dir)
-        X, Y = q.windows(a.data)
+        w = q.forecast(a.data)
         with tempfile.TemporaryDirectory(prefix="rhode-query-") as tmp:
             req, resp = Path(tmp) / "request.bin", Path(tmp) / "response.bin"
-            req.write_bytes(q.request(X))
+            req.write_bytes(q.request(w.X))
             cmd = ["flwr", "run", a.app, a.federation, "--stream"]
             for rc in a.run_config:
                 cmd += ["--run-config", rc]
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except RhodeError as exc:
         print(f"rhode: error: {exc}", file=sys.stderr)
         return 1
-    pred, truth = q.denormalize(y)[:, 0], q.denormalize(Y)[:, 0]
+    pred, truth = w.map.original(w.levels(y))[:, 0], w.map.original(w.truth)[:, 0]  # levels, original units
     with open(a.out, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["window", "prediction", "truth"])
