@@ -9,10 +9,10 @@ process (:mod:`rhode.federated.flower.worker`), which outlives the messages.
 from __future__ import annotations
 
 import json
-import math
 
-from rhode.data import load_csv, min_rows, train_test_split
+from rhode.data import load_csv
 from rhode.errors import DataError, ProtocolError
+from rhode.federated.dataprep import split_holder
 from rhode.federated.flower import link
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
@@ -55,15 +55,7 @@ class NodeState(HolderState):
         if run.target is None:
             raise DataError("run config 'target' is empty: name the column to forecast")
         s = load_csv(self.node.data, run.target, run.features)
-        need = min_rows(run.timesteps, run.horizon)
-        if s.n_rows * run.test_fraction < need or s.n_rows * (1 - run.test_fraction) < need:
-            enough = math.ceil(need / min(run.test_fraction, 1 - run.test_fraction))
-            raise DataError(
-                f"data holder {self.index} ({s.source}) has {s.n_rows} rows: too few for windows of "
-                f"{run.timesteps} timesteps + horizon {run.horizon} in both the train and the test part "
-                f"(test fraction {run.test_fraction}); need at least {enough} rows, or lower timesteps"
-            )
-        return train_test_split(s, run.test_fraction)[0]
+        return split_holder(s, run, self.index)[0]  # time-ordered, differenced when run.difference
 
     # -- keys ------------------------------------------------------------------------------------------
     def context(self) -> MheContext:
