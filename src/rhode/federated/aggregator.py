@@ -13,8 +13,13 @@ Rounds (N data holders, R refresh points per job)::
 
     key generation  SETUP, CKG, JOINT_KEY, RKG1, RKG2, EVAL_KEYS, STATS, DECRYPT (8 rounds; the two
                     secure sums of the global statistics ride on JOINT_KEY/RKG2 and EVAL_KEYS/STATS/DECRYPT)
-    per iteration   TRAIN, then per refresh point REFRESH + RESUME; FedAvg; REFRESH (the new model to
-                    level 0); the loss job (TRAIN, R' x (REFRESH + RESUME)); DECRYPT
+    per iteration   TRAIN, then per refresh point REFRESH + RESUME; FedAvg; REFRESH (the new model, and
+                    with momentum every holder's velocity, to level 0); the loss job (TRAIN,
+                    R' x (REFRESH + RESUME)); DECRYPT
+
+Momentum: every holder's encrypted velocity is per-holder state the aggregator keeps between
+iterations (:attr:`Aggregator.velocities`, never decrypted, never averaged): it arrives with the
+holder's local model (blob VELOCITY) and goes back to that holder only, with its next TRAIN request.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from functools import reduce
 import numpy as np
 
 from rhode.data import Stats
-from rhode.errors import ProtocolError
+from rhode.errors import CheckpointError, ProtocolError
 from rhode.federated import codec as K
 from rhode.federated.dataprep import stats_to_json
 from rhode.federated.keygen import KeyGeneration
@@ -69,11 +74,36 @@ class Aggregator(KeyGeneration):
     """Drives a federation: key generation (:class:`KeyGeneration`), global iterations, prediction.
 
     Args: see :class:`~rhode.federated.rounds.Rounds`.
+
+    Attributes:
+        velocities: party -> its encrypted velocity (parameter name -> tensor) after the last
+            iteration; empty with momentum 0. The caller checkpoints it and restores it on resume.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.velocities: dict[int, dict] = {}
 
     def encrypt_model(self, params: dict[str, np.ndarray]) -> dict:
         """The initial model (weights from the shared seed) encrypted under the joint key."""
         return self.backend.encrypt_params(params)
+
+    def checkpoint_blobs(self, params: dict) -> dict[str, list[bytes]]:
+        """The training state a checkpoint holds (:attr:`Checkpoint.model`), all encrypted: the global
+        model ``params`` and, with momentum, every holder's velocity (:func:`codec.model_to_checkpoint`)."""
+        return K.model_to_checkpoint(self.ctx, self.backend, self.model, params, self.velocities)
+
+    def restore(self, blobs: dict[str, list[bytes]]) -> dict:
+        """Inverse of :meth:`checkpoint_blobs` on resume: returns the global model and puts every holder's
+        velocity back in :attr:`velocities` (a checkpoint of a run with momentum must hold them)."""
+        velocities = K.velocities_from_checkpoint(self.ctx, self.backend, self.model, blobs)
+        if self.run.momentum > 0 and sorted(velocities) != self.parties:
+            raise CheckpointError(
+                f"the checkpoint holds the velocities of data holders {sorted(velocities)}, a run with "
+                f"momentum needs all {self.n}; start a new run")
+        params = K.model_from_checkpoint(self.ctx, self.backend, self.model, blobs)
+        self.velocities = velocities
+        return params
 
     def iteration(
         self, it: int, params: dict, stats: Stats, loss: bool = True
@@ -81,10 +111,14 @@ class Aggregator(KeyGeneration):
         """One global iteration on the encrypted global model ``params``: every holder's local training
         (its pending ciphertexts refreshed together with every other holder's), FedAvg weighted by the
         holders' window counts, the new model refreshed to level 0, and (``loss``) its encrypted
-        training loss, of which only the global value is decrypted. Returns (new model, record)."""
+        training loss, of which only the global value is decrypted. Returns (new model, record). With
+        momentum every holder's velocity is taken from and left in :attr:`velocities` (refreshed to
+        level 0 with the new model; reset at ``it`` = 0)."""
         t0, r0 = time.monotonic(), len(self.t.rounds)
         rr0, rc0 = self.refresh_rounds, self.refreshed_ciphertexts
         self.t.tag = f"iteration-{it + 1}"
+        if it == 0:
+            self.velocities = {}  # a training starts from zero velocities
         done = self.run_jobs(JobKind.TRAIN, it, params, stats)
         shapes = self.model.param_shapes
         models = [
@@ -98,9 +132,16 @@ class Aggregator(KeyGeneration):
         ]
         weights = [float(done[i].get(Field.WINDOWS.value, int)) for i in self.parties]
         self._forms_used = self._union_forms(done)
+        velocities = {
+            i: self._velocity(i, done[i]) for i in self.parties if Field.VELOCITY.value in done[i].blobs
+        }
+        if velocities and len(velocities) != self.n:
+            raise ProtocolError(f"only data holders {sorted(velocities)} sent their velocity")
         new = fedavg(self.backend, models, weights)
-        # the next iteration (and a prediction) start with every level: fewer refresh points
-        self.backend.refresh(new.values())
+        # the next iteration (and a prediction) start with every level: fewer refresh points; the
+        # velocities join the same round (no extra round, and none of the holders' jobs pauses for them)
+        self.backend.refresh([*new.values(), *(v for vel in velocities.values() for v in vel.values())])
+        self.velocities = velocities
         t_loss = time.monotonic()
         value = self.loss(it, new, stats) if loss else None
         rec = self._record(it, value, (t0, t_loss), (r0, rr0, rc0), weights)
@@ -148,7 +189,7 @@ class Aggregator(KeyGeneration):
             },
             {Field.MODEL.value: K.model_blob(self.ctx, self.backend, self.model, params, forms=True)},
         )
-        answers = self._all(Step.TRAIN, request)
+        answers = self.t.exchange(Step.TRAIN, self._requests(kind, request), self.timeouts[0])
         done: dict[int, Payload] = {}
         while True:
             pending = self._collect(answers, done)
@@ -165,6 +206,28 @@ class Aggregator(KeyGeneration):
                 )
                 pos += k
             answers = self.t.exchange(Step.RESUME, requests, self.timeouts[0])
+
+    def _requests(self, kind: JobKind, request: Payload) -> dict[int, Payload]:
+        """party -> its TRAIN request: the shared one, plus (local training with momentum) its own
+        velocity. The model blob is encoded once for all of them."""
+        if kind is not JobKind.TRAIN or not self.velocities:
+            return dict.fromkeys(self.parties, request)
+        if sorted(self.velocities) != self.parties:
+            raise ProtocolError(f"velocities of data holders {sorted(self.velocities)} only; every holder "
+                                "needs its own (restore them all from the checkpoint)")
+        return {
+            i: Payload(
+                request.config,
+                {**request.blobs, Field.VELOCITY.value: K.velocity_blob(self.ctx, self.model, vel)},
+            )
+            for i, vel in sorted(self.velocities.items())
+        }
+
+    def _velocity(self, party: int, p: Payload) -> dict:
+        def take(q: Payload) -> dict:
+            return K.take_model(self.ctx, self.backend, self.model, q, Field.VELOCITY.value)
+
+        return self._parse(party, "velocity", take, p)
 
     def _collect(self, answers: dict[int, Payload], done: dict[int, Payload]) -> dict[int, list]:
         pending: dict[int, list] = {}

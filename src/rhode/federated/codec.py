@@ -5,6 +5,11 @@ canonical ``nat`` form, and the transposes or bias diagonals the aggregator comp
 holders) and the names of those forms. Checkpoints hold only the canonical form
 (parameter name -> ``[framed ciphertext list]``), the same for every engine.
 
+A data holder's momentum *velocity* travels in the same bundle with exactly one form per parameter,
+the one it holds (nat, or T for a weight whose gradient comes out in T): it is only ever added to
+gradients of its own form, so it never needs a transposition (rotations). Checkpoints hold every
+holder's velocity as ``velocity/<party>/<param>`` -> ``[framed ciphertext list, form name]``.
+
 Levels: encoding a blob never spends a level nor runs a refresh (it happens at the transport, outside
 any job): it exports with :mod:`rhode.tensor.codec`, which refuses a tensor that is not export-ready.
 Whoever hands a tensor over makes it ready first with ``backend.prepare_export`` (the data holder's
@@ -13,6 +18,7 @@ job for its local model, where a refresh is a protocol pause; the aggregator for
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 
@@ -86,22 +92,47 @@ def model_blob(
 ) -> Blob:
     """The encrypted model ``params`` as a blob: in process the tensors themselves (the data holders
     share the forms computed on them), on the wire every materialized form (``forms``) or only the
-    canonical one."""
+    canonical one. Encoded at most once (a request sent to every holder shares the bytes)."""
+    if forms:
+        return _forms_blob(ctx, model, params, lambda n: TC.forms(params[n]))
+    return _forms_blob(ctx, model, params, lambda n: {"nat": _one(n, params[n])})
+
+
+def velocity_blob(ctx: MheContext, model: RecurrentModel, velocity: dict) -> Blob:
+    """A data holder's velocity (parameter name -> tensor, not pending: :func:`prepare_velocity`) as a
+    blob, one ciphertext per parameter in the form it holds; read it with :func:`take_model`."""
+    return _forms_blob(ctx, model, velocity, lambda n: _own_form(n, velocity[n]))
+
+
+def prepare_velocity(backend: CipherBackend, velocity: dict) -> None:
+    """Make a velocity export-ready in its own form: a parameter still pending is summed over the batch
+    (1 level, may pause for a refresh); nothing is transposed (0 rotations beyond that sum)."""
+    for v in velocity.values():
+        backend.forms(v)
+
+
+def _own_form(name: str, p) -> dict:
+    have = TC.forms(p)
+    form = "nat" if "nat" in have else "T"
+    if form not in have:
+        raise SerializationError(f"velocity {name} holds neither its nat nor its T form")
+    return {form: have[form]}
+
+
+def _forms_blob(ctx: MheContext, model: RecurrentModel, params: dict, pick: Callable[[str], dict]) -> Blob:
     names = list(model.param_shapes)
 
+    @functools.cache
     def encode() -> bytes:
         cts, layout = [], []
         for name in names:
-            have = TC.forms(params[name]) if forms else {"nat": _one(name, params[name])}
+            have = pick(name)
             layout.append(list(have))
             cts.extend(have.values())
         return pack_bundle(Payload({"forms": json.dumps(layout)}, {"cts": S.ciphertexts_to_bytes(ctx, cts)}))
 
     def size() -> int:
-        return sum(
-            payload_size(list(TC.forms(params[n]).values()) if forms else TC.export_param(params[n]))
-            for n in names
-        )
+        return sum(payload_size(list(pick(n).values())) for n in names)
 
     return Blob(params, encode, size)
 
@@ -138,21 +169,59 @@ def _model_from_bytes(ctx: MheContext, backend: CipherBackend, model: RecurrentM
     }
 
 
+VELOCITY_PREFIX = "velocity/"
+
+
 def model_to_checkpoint(
-    ctx: MheContext, backend: CipherBackend, model: RecurrentModel, params: dict
+    ctx: MheContext,
+    backend: CipherBackend,
+    model: RecurrentModel,
+    params: dict,
+    velocities: dict[int, dict] | None = None,
 ) -> dict[str, list[bytes]]:
-    """The checkpoint layout: name -> [framed ciphertext list of its canonical form]."""
-    return {k: [S.ciphertexts_to_bytes(ctx, TC.export_param(params[k]))] for k in model.param_shapes}
+    """The checkpoint layout: name -> [framed ciphertext list of its canonical form], then (momentum)
+    every holder's velocity as ``velocity/<party>/<name>`` -> [framed ciphertext list, form]; the
+    velocities stay encrypted and in their own form (export-ready: the aggregator refreshed them)."""
+    out = {k: [S.ciphertexts_to_bytes(ctx, TC.export_param(params[k]))] for k in model.param_shapes}
+    for party, vel in sorted((velocities or {}).items()):
+        for k in model.param_shapes:
+            ((form, ct),) = _own_form(k, vel[k]).items()
+            out[f"{VELOCITY_PREFIX}{party}/{k}"] = [S.ciphertexts_to_bytes(ctx, [ct]), form.encode()]
+    return out
 
 
 def model_from_checkpoint(
     ctx: MheContext, backend: CipherBackend, model: RecurrentModel, blobs: dict[str, list[bytes]]
 ) -> dict:
-    """Inverse of :func:`model_to_checkpoint`, checking parameter names."""
+    """Inverse of :func:`model_to_checkpoint` for the global model, checking parameter names (the
+    velocities: :func:`velocities_from_checkpoint`)."""
     shapes = model.param_shapes
+    blobs = {k: v for k, v in blobs.items() if not k.startswith(VELOCITY_PREFIX)}
     if list(blobs) != list(shapes):
         raise CheckpointError(f"checkpoint holds parameters {list(blobs)}, the model has {list(shapes)}")
     return {
         k: backend.import_param(S.ciphertexts_from_bytes(ctx, v[0], count=1), shapes[k])
         for k, v in blobs.items()
     }
+
+
+def velocities_from_checkpoint(
+    ctx: MheContext, backend: CipherBackend, model: RecurrentModel, blobs: dict[str, list[bytes]]
+) -> dict[int, dict]:
+    """Every holder's encrypted velocity stored by :func:`model_to_checkpoint` (party -> name ->
+    tensor; empty without momentum), checking names, forms and counts."""
+    shapes = model.param_shapes
+    out: dict[int, dict] = {}
+    for key, value in blobs.items():
+        if not key.startswith(VELOCITY_PREFIX):
+            continue
+        party, _, name = key[len(VELOCITY_PREFIX):].partition("/")
+        if not party.isdigit() or name not in shapes or len(value) != 2 or value[1] not in (b"nat", b"T"):
+            raise CheckpointError(f"checkpoint entry {key!r} is not a velocity of this model")
+        ct = S.ciphertexts_from_bytes(ctx, value[0], count=1)[0]
+        out.setdefault(int(party), {})[name] = backend.import_forms({value[1].decode(): ct}, shapes[name])
+    for party, vel in out.items():
+        if list(vel) != list(shapes):
+            raise CheckpointError(f"checkpoint holds velocity {list(vel)} of data holder {party}, the "
+                                  f"model has {list(shapes)}")
+    return dict(sorted(out.items()))

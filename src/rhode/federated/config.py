@@ -46,6 +46,10 @@ class RunConfig:
     learning_rate: float = 0.8
     local_steps: int = 2
     global_iterations: int = 4
+    momentum: float = 0.0
+    nesterov: bool = False
+    lr_decay: float = 1.0
+    lr_decay_every: int = 1
     clip: str = "tanh"
     clip_value: float = 1.0
     tanh_interval: float = 2.5
@@ -80,13 +84,15 @@ class RunConfig:
             raise bad("--partition", f"{self.partition!r}; choose one of {', '.join(PARTITIONS)}")
         for name, lo, hi in (("hidden", 1, 64), ("timesteps", 1, 256), ("horizon", 1, 10_000),
                              ("batch", 1, 4096), ("local_steps", 1, 1000),
-                             ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000)):
+                             ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000),
+                             ("lr_decay_every", 1, 10_000)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise bad(f"--{name.replace('_', '-')}",
                           f"{value!r}; expected an integer between {lo} and {hi}")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10):
             raise bad("--learning-rate", f"{self.learning_rate!r}; expected a number in (0, 10]")
+        self._validate_momentum(bad)
         if not (isinstance(self.clip_value, (int, float)) and 0 < self.clip_value <= 100):
             raise bad("--clip-value", f"{self.clip_value!r}; expected a number in (0, 100]")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 16:
@@ -97,6 +103,20 @@ class RunConfig:
         if not 0 < self.test_fraction < 1:
             raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
         return self
+
+    def _validate_momentum(self, bad) -> None:
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        if not (number(self.momentum) and 0 <= self.momentum < 1):
+            raise bad("--momentum", f"{self.momentum!r}; expected a number in [0, 1) (0: plain SGD)")
+        if not isinstance(self.nesterov, bool):
+            raise bad("--nesterov", f"{self.nesterov!r}; expected true or false")
+        if self.nesterov and self.momentum == 0:
+            raise bad("--nesterov", "Nesterov momentum needs --momentum > 0")
+        if not (number(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise bad("--lr-decay", f"{self.lr_decay!r}; expected a number in (0, 1] (1: constant "
+                      "learning rate)")
 
     @property
     def n_parties(self) -> int:
@@ -147,7 +167,9 @@ def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelCo
     poly = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="poly", **act).validate()
     exact = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="exact", **act).validate()
     train = TrainConfig(cfg.learning_rate, cfg.batch, cfg.local_steps, clip=cfg.clip,
-                        clip_value=cfg.clip_value, clip_bound=2.0 * cfg.clip_value).validate()
+                        clip_value=cfg.clip_value, clip_bound=2.0 * cfg.clip_value,
+                        momentum=float(cfg.momentum), nesterov=cfg.nesterov,
+                        lr_decay=float(cfg.lr_decay), lr_decay_every=cfg.lr_decay_every).validate()
     return poly, exact, train
 
 

@@ -154,7 +154,7 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
         ckpt = read_checkpoint(r.out)
         if ckpt.fingerprint != r.fp:
             raise CheckpointError(f"checkpoint in {r.out} was made with other parameters; use another --out")
-        enc = K.model_from_checkpoint(agg.ctx, agg.backend, agg.model, ckpt.model)
+        enc = agg.restore(ckpt.model)  # the global model and (momentum) every holder's velocity
         r.start, r.history = ckpt.iteration, list(ckpt.state.get("history", []))
     else:
         enc = agg.encrypt_model(agg.model.init_params(cfg.seed))
@@ -175,7 +175,7 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
             Checkpoint(
                 it + 1,
                 r.fp,
-                K.model_to_checkpoint(agg.ctx, agg.backend, agg.model, enc),
+                agg.checkpoint_blobs(enc),  # with momentum also every holder's velocity, encrypted
                 {"history": r.history},
             ),
         )

@@ -3,6 +3,11 @@
 :func:`job_work` builds the work of a ``TRAIN`` request for :class:`~rhode.federated.job.JobRunner`;
 the job's refresh hook is its pause. It runs in the data holder's process (in-process engines) or in
 its node's worker process (Flower), with the same code.
+
+With momentum the holder's velocity is its state between global iterations, but the holder does not
+keep it: the aggregator sends it back with the next ``TRAIN`` request (blob VELOCITY, encrypted), so a
+job never depends on where the holder ran last (a fresh ClientApp process, a worker) and a resumed run
+continues from the checkpoint's velocities.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rhode.errors import ProtocolError
 from rhode.federated import codec as K
 from rhode.federated.config import model_configs
 from rhode.federated.dataprep import stats_from_json
@@ -19,7 +25,7 @@ from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, JobKind, Status
 from rhode.mhe import MheContext
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import BatchKey, batch_indices, local_training
+from rhode.nn.train import BatchKey, batch_indices, train_locally
 from rhode.tensor import codec as TC
 
 LOSS_SEED_OFFSET = 7919  # the loss batches are drawn apart from the training batches
@@ -32,7 +38,8 @@ def loss_indices(n: int, batch: int, *, seed: int, party: int, iteration: int) -
 
 def job_work(state, p: Payload) -> Callable:
     """The work of a ``TRAIN`` request (see :mod:`rhode.federated.job`): local training or the loss
-    on the encrypted global model in blob MODEL, with ``pause`` as the refresh hook."""
+    on the encrypted global model in blob MODEL (and this holder's velocity in blob VELOCITY), with
+    ``pause`` as the refresh hook."""
     run = state.run
     stats = stats_from_json(p.get(Field.GLOBAL_STATS.value, str))
     kind, it = JobKind(p.get(Field.KIND.value, str)), p.get(Field.ITERATION.value, int)
@@ -40,20 +47,28 @@ def job_work(state, p: Payload) -> Callable:
     poly, _, train_cfg = model_configs(run, X.shape[2])
     model = RecurrentModel(poly)
     ctx = state.context()
+    momentum = kind is JobKind.TRAIN and train_cfg.momentum > 0
+    if momentum and it > 0 and Field.VELOCITY.value not in p.blobs:
+        raise ProtocolError(f"global iteration {it + 1} with momentum, but the aggregator sent no velocity "
+                            f"for data holder {state.index}")
 
     def work(pause) -> Payload:
         backend = state.backend(model, pause)
         backend.reset_counters()
         params = K.take_model(ctx, backend, model, p, Field.MODEL.value)
         key = BatchKey(run.seed, state.index, it)
+        blobs = {}
         if kind is JobKind.LOSS:
-            out = {
-                "sse": _sse(backend, model, params, (X, Y), run.batch, key, p.get(Field.SCALE.value, float))
-            }
-            names = ["sse"]
+            sse = _sse(backend, model, params, (X, Y), run.batch, key, p.get(Field.SCALE.value, float))
+            out, names = {"sse": sse}, ["sse"]
         else:
-            out = local_training(backend, model, params, X, Y, train_cfg, key)
+            velocity = (K.take_model(ctx, backend, model, p, Field.VELOCITY.value)
+                        if momentum and Field.VELOCITY.value in p.blobs else None)
+            out, velocity = train_locally(backend, model, params, (X, Y), train_cfg, key, velocity=velocity)
             names = list(model.param_shapes)
+            if velocity is not None:
+                K.prepare_velocity(backend, velocity)  # levels spent here, in the job; no rotation
+                blobs[Field.VELOCITY.value] = K.velocity_blob(ctx, model, velocity)
         backend.prepare_export([out[k] for k in names])  # levels (and refreshes) spent here, in the job
         cts = [TC.export_param(out[k])[0] for k in names]
         used = {k: sorted(v.forms) for k, v in params.items()}
@@ -65,7 +80,7 @@ def job_work(state, p: Payload) -> Callable:
                 Field.FORMS_USED.value: json.dumps(used),
                 Field.OPERATIONS.value: json.dumps(backend.counters()["total"]),
             },
-            {Field.MODEL.value: K.cts_blob(ctx, cts)},
+            {Field.MODEL.value: K.cts_blob(ctx, cts), **blobs},
         )
 
     return work

@@ -83,8 +83,9 @@ class ModelConfig:
 class TrainConfig:
     """Mini-batch SGD with an (approximate) clip-by-value of every gradient entry.
 
-    Each update is W <- W - learning_rate * clip(grad), the learning rate folded into the clipping
-    polynomial (or one scalar product for clip="none").
+    Each update is W <- W - eta_k * clip(grad) (momentum 0), or heavy ball V <- mu V + eta_k clip(grad),
+    W <- W - V (:mod:`rhode.nn.optim`), the learning rate eta_k of global iteration k folded into the
+    clipping polynomial (or one scalar product for clip="none").
 
     Attributes:
         learning_rate: eta.
@@ -95,6 +96,10 @@ class TrainConfig:
         clip_value: c, the clipping threshold.
         clip_bound: B, gradients are assumed to lie in [-B, B] (the polynomial's interval).
         clip_degree: degree of the clipping polynomial (odd for "poly" and "tanh").
+        momentum: mu in [0, 1), heavy-ball momentum; 0 is plain SGD (the same operations as without).
+        nesterov: Nesterov's momentum (the look-ahead reformulation, :mod:`rhode.nn.optim`).
+        lr_decay: step decay in (0, 1]: eta_k = learning_rate * lr_decay ** (k // lr_decay_every).
+        lr_decay_every: global iterations between two decays (>= 1).
     """
 
     learning_rate: float
@@ -104,12 +109,17 @@ class TrainConfig:
     clip_value: float = 1.0
     clip_bound: float = 2.0
     clip_degree: int = 5
+    momentum: float = 0.0
+    nesterov: bool = False
+    lr_decay: float = 1.0
+    lr_decay_every: int = 1
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ParameterError` naming the bad field and what to use; return ``self``."""
         _positive("learning_rate", self.learning_rate)
         _count("batch_size", self.batch_size)
         _count("local_steps", self.local_steps)
+        self._validate_schedule()
         if self.clip not in CLIPS:
             raise ParameterError(f"clip must be one of {', '.join(CLIPS)}, got {self.clip!r}")
         if self.clip == "none":
@@ -128,3 +138,20 @@ class TrainConfig:
             if self.clip_degree > MAX_DEGREE:
                 raise ParameterError(f"clip_degree must be at most {MAX_DEGREE}, got {self.clip_degree}")
         return self
+
+    def _validate_schedule(self) -> None:
+        """Momentum and the learning-rate schedule."""
+        mu = self.momentum
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not (0.0 <= mu < 1.0):
+            raise ParameterError(
+                f"momentum must be a number in [0, 1) (0: plain SGD; 0.7 is a typical heavy ball), "
+                f"got {mu!r}")
+        if not isinstance(self.nesterov, bool):
+            raise ParameterError(f"nesterov must be true or false, got {self.nesterov!r}")
+        if self.nesterov and mu == 0:
+            raise ParameterError("nesterov needs a momentum > 0 (with momentum 0 it is plain SGD)")
+        d = self.lr_decay
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0.0 < d <= 1.0):
+            raise ParameterError(
+                f"lr_decay must be a number in (0, 1] (1: a constant learning rate), got {d!r}")
+        _count("lr_decay_every", self.lr_decay_every)

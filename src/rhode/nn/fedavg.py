@@ -13,7 +13,7 @@ from rhode.nn.config import TrainConfig
 from rhode.nn.diagnostics import RangeRecorder
 from rhode.nn.loss import mse, mse_loss
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import BatchKey, check_windows, local_training
+from rhode.nn.train import BatchKey, check_windows, train_locally
 from rhode.tensor.base import Backend, Tensor
 from rhode.tensor.numpy_backend import NumpyBackend
 
@@ -70,11 +70,13 @@ class FedResult:
         iteration's local training, max_abs_tanh_input, max_abs_sigmoid_input, max_abs_grad, and
         in_range (every polynomial input inside its interval; always True for exact activations and
         clip="none" as far as the clip is concerned).
+    velocities: every party's velocity after the last iteration (party order; empty with momentum 0).
     """
 
     params: dict[str, np.ndarray]
     models: list[dict[str, np.ndarray]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    velocities: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 def evaluate(model: RecurrentModel, params: dict[str, np.ndarray], X: np.ndarray,
@@ -95,9 +97,11 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     mirror of an encrypted run with the polynomial model, the non-secure baseline with the exact one.
 
     parties: per data holder (X (n_i, T, d), Y (n_i, output_size)). Global iteration k = 0..G-1: every
-    party starts from the global model, runs ``local_training`` (m steps, batches from
-    ``batch_indices(seed, party=i, iteration=k, step)``), then :func:`fedavg` (``weights``, e.g. the
-    sample counts, or None for uniform). Initial model: ``model.init_params(seed)``.
+    party starts from the global model, runs ``train_locally`` (m steps, batches from
+    ``batch_indices(seed, party=i, iteration=k, step)``, the learning rate of iteration k, and with
+    momentum its own velocity carried from its previous iteration: the velocity is per party and is
+    never averaged), then :func:`fedavg` (``weights``, e.g. the sample counts, or None for uniform).
+    Initial model: ``model.init_params(seed)``; initial velocities zero.
     ``on_iteration(k, record)`` is called after each global iteration with its history record.
     """
     train.validate()
@@ -108,34 +112,42 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     data = [check_windows(model, X, Y) for X, Y in parties]
     params = {k: np.array(v, dtype=float) for k, v in model.init_params(seed).items()}
     result = FedResult(params, [params])
+    velocities: list = [None] * len(data)
     for k in range(global_iterations):
-        params, rec = _iteration(model, train, data, params, BatchKey(seed, 0, k), weights)
+        params, velocities, rec = _iteration(model, train, data, (params, velocities),
+                                             BatchKey(seed, 0, k), weights)
         result.models.append(params)
         result.history.append(rec)
         if on_iteration is not None:
             on_iteration(k, rec)
     result.params = params
+    result.velocities = [v for v in velocities if v is not None]
     return result
 
 
-def _iteration(model: RecurrentModel, train: TrainConfig, data: list, params: dict, key: BatchKey,
-               weights) -> tuple[dict, dict]:
-    """One plaintext global iteration on a range-recording backend: (new global model, its record)."""
+def _iteration(model: RecurrentModel, train: TrainConfig, data: list, state: tuple[dict, list],
+               key: BatchKey, weights) -> tuple[dict, list, dict]:
+    """One plaintext global iteration on a range-recording backend from ``state`` = (global model,
+    every party's velocity or None): (new global model, new velocities, its record)."""
+    params, velocities = state
     be = RangeRecorder({model.tanh.f: "tanh", model.sigmoid.f: "sigmoid"})
     max_grad = [0.0]
 
     def record_grads(grads: dict) -> None:
         max_grad[0] = max(max_grad[0], max(float(np.max(np.abs(g))) for g in grads.values()))
 
-    local = [local_training(be, model, {n: be.param(v) for n, v in params.items()}, X, Y, train,
-                            key._replace(party=i), record_grads) for i, (X, Y) in enumerate(data)]
-    params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, local, weights).items()}
+    runs = [train_locally(be, model, {n: be.param(v) for n, v in params.items()}, (X, Y), train,
+                          key._replace(party=i), velocity=velocities[i], on_grads=record_grads)
+            for i, (X, Y) in enumerate(data)]
+    velocities = [None if r.velocity is None else
+                  {n: np.asarray(v, dtype=float) for n, v in r.velocity.items()} for r in runs]
+    params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, [r.params for r in runs], weights).items()}
     X_all = np.concatenate([X for X, _ in data])
     Y_all = np.concatenate([Y for _, Y in data])
     rec = {"iteration": key.iteration, **evaluate(model, params, X_all, Y_all), "max_abs_grad": max_grad[0],
            "max_abs_tanh_input": be.max_abs["tanh"], "max_abs_sigmoid_input": be.max_abs["sigmoid"]}
     rec["in_range"] = _in_range(model, train, rec)
-    return params, rec
+    return params, velocities, rec
 
 
 def _in_range(model: RecurrentModel, train: TrainConfig, rec: dict) -> bool:

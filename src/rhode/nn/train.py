@@ -1,7 +1,8 @@
 """Local training of one data holder: m mini-batch steps of forward, BPTT, clipping and update.
 
 The mini-batches are a pure function of (seed, party, iteration, step), so the plaintext mirror and the
-encrypted run draw exactly the same windows.
+encrypted run draw exactly the same windows. With momentum, the holder's velocity is carried across
+its local steps and, by the caller (:func:`train_locally` returns it), across global iterations.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from rhode.errors import DataError, ParameterError
 from rhode.nn.config import TrainConfig
 from rhode.nn.model import RecurrentModel
-from rhode.nn.optim import sgd_update
+from rhode.nn.optim import update
 from rhode.tensor.base import Backend, Tensor
 
 
@@ -66,18 +67,29 @@ def check_windows(model: RecurrentModel, X: np.ndarray, Y: np.ndarray) -> tuple[
     return X, Y
 
 
-def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Tensor], X: np.ndarray,
-                   Y: np.ndarray, train: TrainConfig, key: BatchKey,
-                   on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> dict[str, Tensor]:
-    """Run ``train.local_steps`` mini-batch SGD steps on one holder's plaintext windows.
+class LocalResult(NamedTuple):
+    """What a holder's local training leaves: its local model and its velocity (None: momentum 0)."""
 
-    X (n, T, d), Y (n, output_size): the holder's windows. ``params``: backend tensors (e.g. the
-    encrypted global model). Step s uses ``batch_indices(n, b, *key, s)``; each timestep's batch enters
-    as ``backend.data(X[idx, t, :])`` (b, d). ``on_grads(grads)`` is called with each step's gradients
-    (diagnostics). Returns the local model.
+    params: dict[str, Tensor]
+    velocity: dict[str, Tensor] | None
+
+
+def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Tensor],
+                  windows: tuple[np.ndarray, np.ndarray], train: TrainConfig, key: BatchKey, *,
+                  velocity: dict[str, Tensor] | None = None,
+                  on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> LocalResult:
+    """Run ``train.local_steps`` mini-batch steps of global iteration ``key.iteration`` on one holder's
+    plaintext windows (X (n, T, d), Y (n, output_size)).
+
+    ``params``: backend tensors (e.g. the encrypted global model). Step s uses
+    ``batch_indices(n, b, *key, s)``; each timestep's batch enters as ``backend.data(X[idx, t, :])``
+    (b, d). The update is :func:`rhode.nn.optim.update` with the learning rate of ``key.iteration``;
+    ``velocity`` (parameter-shaped tensors, or None = zero) is this holder's velocity from its previous
+    global iteration. ``on_grads(grads)`` is called with each step's gradients (diagnostics).
+    Returns (local model, velocity after the last step; None with momentum 0).
     """
     train.validate()
-    X, Y = check_windows(model, X, Y)
+    X, Y = check_windows(model, *windows)
     b = train.batch_size
     for step in range(train.local_steps):
         idx = batch_indices(X.shape[0], b, seed=key.seed, party=key.party, iteration=key.iteration, step=step)
@@ -87,5 +99,14 @@ def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Te
         grads = model.backward(backend, params, cache, yhat, y, b)
         if on_grads is not None:
             on_grads(grads)
-        params = sgd_update(backend, params, grads, train)
-    return params
+        params, velocity = update(backend, params, grads, velocity, train, key.iteration)
+    return LocalResult(params, velocity)
+
+
+def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Tensor], X: np.ndarray,
+                   Y: np.ndarray, train: TrainConfig, key: BatchKey,
+                   on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> dict[str, Tensor]:
+    """:func:`train_locally` from a zero velocity, returning only the local model (X (n, T, d), Y (n,
+    output_size)). A caller that runs several global iterations with momentum carries the velocity
+    with :func:`train_locally` instead."""
+    return train_locally(backend, model, params, (X, Y), train, key, on_grads=on_grads).params

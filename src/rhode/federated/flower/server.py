@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from rhode.errors import CheckpointError, ProtocolError
-from rhode.federated import codec as K
 from rhode.federated.aggregator import Aggregator
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
 from rhode.federated.dataprep import stats_from_json, stats_to_json
@@ -144,7 +143,7 @@ class DeploymentRun:
                 Checkpoint(
                     it + 1,
                     dc.fingerprint(),
-                    K.model_to_checkpoint(agg.ctx, agg.backend, agg.model, params),
+                    agg.checkpoint_blobs(params),  # with momentum also every holder's velocity
                     {"history": self.meta["history"]},
                 ),
             )
@@ -167,10 +166,12 @@ class DeploymentRun:
         }
 
     def _checkpoint_model(self) -> dict:
+        """The checkpoint's encrypted global model; with momentum every holder's encrypted velocity goes
+        back into the aggregator (:meth:`Aggregator.restore`), for the next TRAIN requests."""
         ckpt = read_checkpoint(self.dir)
         if ckpt.fingerprint != self.dc.fingerprint():
             raise CheckpointError(f"the checkpoint in {self.dir} was made with another configuration")
-        return K.model_from_checkpoint(self.agg.ctx, self.agg.backend, self.agg.model, ckpt.model)
+        return self.agg.restore(ckpt.model)
 
     # -- prediction -----------------------------------------------------------------------------------------
     def predict(self) -> dict:
