@@ -781,12 +781,12 @@ def _md_profile(res: dict, base: str) -> list[str]:
 def _md_parallel(res: dict, base: str) -> list[str]:
     L = ["## Parallel engine", "",
          f"`rhode.federated.engine.Federation(..., workers=W)` at N = {PARALLEL_N} "
-         f"({base.replace('N = 2', f'N = {PARALLEL_N}')}): the data holders in W worker processes "
-         f"(`rhode.federated.workers.ProcessTransport`), with {PARALLEL_N} (one per data holder: the CLI's "
-         "default `--workers 0` here, one per holder up to two per core) and with 2 (one per core; each "
-         "hosts two holders, which answer its requests in turn). A worker holds its holders' secret shares "
-         "(as on their own machines) and the public keys; the aggregator in the parent holds no secret and "
-         "merges the ciphertexts pending from every holder into one refresh round, exactly as the "
+         f"({base.replace('N = 2', f'N = {PARALLEL_N}')}): the data holders' jobs (local training, "
+         f"the loss) in W worker processes (`rhode.federated.workers.JobWorkers`), with {PARALLEL_N} (one "
+         "per data holder: the CLI's default `--workers 0` here, one per holder up to two per core) and "
+         "with 2 (one per core; each runs two holders' jobs in turn). A worker holds only the public keys; "
+         "the holders' own steps (their refresh and decryption shares) and the aggregator stay in the "
+         "parent, which merges the ciphertexts pending from every holder into one refresh round, exactly as the "
          "sequential engine (`workers=1`, every holder in this process) does: both run the same protocol "
          "(`rhode.federated.aggregator.Aggregator`), so they have the same refresh rounds. Each engine "
          "made its own keys; same data, seed and batches, iterations alternating in the same run. "

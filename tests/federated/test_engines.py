@@ -93,7 +93,7 @@ def test_parallel_engine_equals_sequential_and_mirror():
         for it in range(cfg.global_iterations):
             assert _max_diff(par["decrypted"][it], seq["decrypted"][it]) <= TOL
             assert _max_diff(par["decrypted"][it], par["mirror"][it + 1]) <= TOL
-        assert par["fed"].transport.n_workers == 2
+        assert par["fed"].pool.n_workers == 2
     finally:
         seq["fed"].close()
         par["fed"].close()

@@ -4,7 +4,8 @@
 :class:`~rhode.federated.holder.HolderSide`) to a transport:
 :class:`~rhode.federated.transport.LocalTransport`
 (every holder in this process, objects handed over as they are: the sequential engine) or
-:class:`~rhode.federated.workers.ProcessTransport` (holders in worker processes: the parallel engine).
+:class:`~rhode.federated.workers.JobWorkers` (the holders' jobs in worker processes, the holders' own
+steps and shares in this process: the parallel engine).
 It also plays the querier: it makes a key pair, encrypts its windows under the joint key and is the
 only one that decrypts the key-switched prediction.
 
@@ -30,9 +31,10 @@ from rhode.federated.aggregator import Aggregator
 from rhode.federated.config import RunConfig, run_fingerprint
 from rhode.federated.files import PARTIES_DIR
 from rhode.federated.holder import HolderSide
+from rhode.federated.schema import Step
 from rhode.federated.state import HolderSettings, MemoryState
 from rhode.federated.transport import LocalTransport, Transport
-from rhode.federated.workers import ProcessTransport
+from rhode.federated.workers import JobWorkers
 from rhode.mhe import MheContext, Querier, preset
 
 
@@ -62,14 +64,12 @@ class Federation:
         self.cfg = cfg
         fp = run_fingerprint(cfg)
         settings = HolderSettings(cfg, fp, margin)
-        self.states: list[MemoryState] = []
-        if workers <= 1:
-            self.states = [MemoryState(i, settings, s, parties_dir) for i, s in enumerate(series)]
-            transport: Transport = LocalTransport(
-                {st.index: HolderSide(st).handle for st in self.states}, measure_bytes
-            )
-        else:
-            transport = ProcessTransport(settings, list(series), parties_dir, workers)
+        self.pool = JobWorkers(settings, list(series), workers) if workers > 1 else None
+        jobs = self.pool.jobs if self.pool is not None else None
+        self.states = [MemoryState(i, settings, s, parties_dir, jobs) for i, s in enumerate(series)]
+        transport: Transport = LocalTransport(
+            {st.index: HolderSide(st).handle for st in self.states}, measure_bytes,
+            concurrent=frozenset({Step.TRAIN, Step.RESUME}) if self.pool is not None else frozenset())
         self.transport = transport
         self.workers = max(1, workers)
         self.agg = Aggregator(cfg, fp, transport, margin=margin)
@@ -85,6 +85,8 @@ class Federation:
         for st in self.states:
             st.jobs().close()
         self.transport.close()
+        if self.pool is not None:
+            self.pool.close()
 
     # -- keys ---------------------------------------------------------------------------------------------
     def keygen(self) -> Stats:

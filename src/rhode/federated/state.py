@@ -185,17 +185,17 @@ class LocalJobs:
 
 class MemoryState(HolderState):
     """A data holder in this process: its training series in memory, its secret share in memory and
-    (with ``parties_dir``) in ``parties_dir/party-<i>.key`` (0600)."""
+    (with ``parties_dir``) in ``parties_dir/party-<i>.key`` (0600). ``jobs(state)`` makes where its jobs
+    run (default: :class:`LocalJobs`, in this process; the parallel engine: a worker process)."""
 
-    def __init__(
-        self, index: int, settings: HolderSettings, series, parties_dir: str | os.PathLike | None = None
-    ) -> None:
+    def __init__(self, index: int, settings: HolderSettings, series,
+                 parties_dir: str | os.PathLike | None = None, jobs=None) -> None:
         super().__init__(index, settings)
         self.series = series
         self.parties_dir = Path(parties_dir) if parties_dir is not None else None
         self._ctx: MheContext | None = None
         self._party: Party | None = None
-        self._jobs = LocalJobs(self)
+        self._jobs = LocalJobs(self) if jobs is None else jobs(self)
 
     def train_series(self):
         return self.series

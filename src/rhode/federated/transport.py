@@ -6,8 +6,8 @@ and returns their answers, all in one round. Implementations:
 
 * :class:`LocalTransport` - every data holder's step handler called in this process, payloads handed
   over as objects (no serialization): the sequential in-process engine.
-* :class:`rhode.federated.workers.ProcessTransport` - data holders in worker processes, payloads as
-  bytes over pipes: the parallel in-process engine.
+* the same :class:`LocalTransport` with ``TRAIN`` and ``RESUME`` handed to every holder at once, whose
+  jobs run in worker processes (:mod:`rhode.federated.workers`): the parallel in-process engine.
 * :class:`rhode.federated.flower.transport.FlowerTransport` - Flower's Message API: the deployment.
 
 All of them account for every round (step, seconds, bytes to and from each party) in ``rounds``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rhode.errors import ProtocolError, RhodeError
@@ -119,15 +120,25 @@ class LocalTransport(Transport):
     Args:
         handlers: party -> ``(step, payload) -> payload`` (e.g. :meth:`HolderSide.handle`).
         measure_bytes: account each round's bytes as its messages would weigh on the wire.
+        concurrent: steps whose handlers run at the same time, one thread each (the parallel engine's
+            ``TRAIN`` and ``RESUME``, whose handlers wait for their holder's worker process).
     """
 
-    def __init__(self, handlers: dict[int, Handler], measure_bytes: bool = True) -> None:
+    def __init__(self, handlers: dict[int, Handler], measure_bytes: bool = True,
+                 concurrent: frozenset[Step] = frozenset()) -> None:
         super().__init__()
         self.handlers = handlers
         self.measure_bytes = measure_bytes
+        self.concurrent = concurrent
+        self._pool: ThreadPoolExecutor | None = None
 
     def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float) -> dict[int, Payload]:
         return self.exchange(step, dict.fromkeys(range(n_parties), payload), timeout)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def exchange(self, step: Step, requests: dict[int, Payload], timeout: float) -> dict[int, Payload]:
         t0 = time.monotonic()
@@ -136,7 +147,14 @@ class LocalTransport(Transport):
             raise ProtocolError(
                 f"data holder(s) {', '.join(map(str, missing))} did not answer '{step.value}' (not connected)"
             )
-        answers = {party: answer(self.handlers[party], step, p) for party, p in requests.items()}
+        if step in self.concurrent and len(requests) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.handlers), thread_name_prefix="holder")
+            futures = {party: self._pool.submit(answer, self.handlers[party], step, p)
+                       for party, p in requests.items()}
+            answers = {party: f.result() for party, f in futures.items()}
+        else:
+            answers = {party: answer(self.handlers[party], step, p) for party, p in requests.items()}
         self._record(step, t0, _sizes(requests, self.measure_bytes), _sizes(answers, self.measure_bytes))
         return check_answers(step, answers, requests)
 

@@ -1,14 +1,18 @@
-"""The parallel in-process engine's transport: data holders in worker processes.
+"""The parallel in-process engine: the data holders' jobs in worker processes.
 
-:class:`ProcessTransport` starts W worker processes (``spawn``, ``OMP_NUM_THREADS=1``); data holder i
-lives in worker ``i % W`` as a :class:`~rhode.federated.holder.HolderSide` over a
-:class:`~rhode.federated.state.MemoryState` - its secret share in that worker only, as on its own
-machine. A round sends every request (one message per worker) to the
-workers at once; each worker answers its holders' requests in turn, so W holders compute at the same
-time. Payloads cross as their config and their blobs' byte forms (pickled by the pipe; every framed
-blob is validated when it is read, as on Flower). The aggregator, which holds no secret, stays in the
-parent. Same protocol, same computation as
-the sequential engine up to CKKS noise.
+A data holder's steps that use its secret share (key generation, refresh, decryption and key-switch
+shares) are cheap and stay in this process, as a Flower node's handler does; its *jobs* (local
+training and the encrypted loss: nearly all the computation) run in a worker process, as a Flower
+node's worker does. :class:`JobWorkers` starts W worker processes (``spawn``, ``OMP_NUM_THREADS=1``);
+holder i's jobs run in worker ``i % W``, which holds only public material: the joint context and
+evaluation keys, sent once per key epoch. :class:`ProcessJobs` is a holder's jobs interface
+(``start``, ``resume``) over that worker. With :class:`~rhode.federated.transport.LocalTransport`
+handing the ``TRAIN`` and ``RESUME`` steps to every holder at once (``concurrent``), W jobs compute at
+the same time while every refresh round is made in this process without serializing a share. Same
+protocol and same computation as the sequential engine, up to CKKS noise.
+
+Payloads cross the pipe as their config and their blobs' byte forms (every framed blob is validated
+when it is read, as on Flower); the global model of a round is encoded once for all holders.
 """
 
 from __future__ import annotations
@@ -17,51 +21,86 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
-import time
+import threading
 from collections.abc import Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 
 from rhode.errors import ParameterError, ProtocolError, RhodeError
-from rhode.federated.holder import HolderSide
-from rhode.federated.payload import Payload, error_payload
-from rhode.federated.schema import Step
-from rhode.federated.state import HolderSettings, MemoryState
-from rhode.federated.transport import Transport, check_answers
+from rhode.federated.payload import Blob, Payload, error_payload
+from rhode.federated.state import HolderSettings, HolderState, LocalJobs
+from rhode.mhe import MheContext
+from rhode.mhe import serial as S
 
 log = logging.getLogger("rhode.workers")
 START_TIMEOUT = 300.0
 
 
-def _worker_main(conn: Connection, settings: HolderSettings, series: dict, parties_dir) -> None:
-    """A worker: host the holders in ``series`` (index -> training series), answer their steps."""
+class _JobState(HolderState):
+    """A holder's state inside a worker: its training series and the public keys; no secret."""
+
+    def __init__(self, index: int, settings: HolderSettings, series) -> None:
+        super().__init__(index, settings)
+        self.series = series
+        self.ctx: MheContext | None = None
+
+    def train_series(self):
+        return self.series
+
+    def context(self) -> MheContext:
+        if self.ctx is None:
+            raise ProtocolError(f"the training worker of data holder {self.index} has no keys yet")
+        return self.ctx
+
+    def party(self):
+        raise ProtocolError("a training worker holds no secret share")
+
+
+def _worker_main(conn: Connection, settings: HolderSettings, series: dict) -> None:
+    """A worker: run the jobs of the holders in ``series`` (index -> training series)."""
     os.environ["OMP_NUM_THREADS"] = "1"
-    sides = {i: HolderSide(MemoryState(i, settings, s, parties_dir)) for i, s in series.items()}
+    states = {i: _JobState(i, settings, s) for i, s in series.items()}
+    jobs = {i: LocalJobs(st) for i, st in states.items()}
     conn.send(("ready", os.getpid()))
     while True:
         try:
             msg = conn.recv()
         except (EOFError, KeyboardInterrupt):
             return
-        if msg[0] != "steps":
+        if msg[0] == "keys":
+            conn.send(_install(states, msg[1], msg[2]))
+        elif msg[0] in ("start", "resume"):
+            conn.send(_job(jobs[msg[1]], msg[0], msg[2]))
+        else:
+            for j in jobs.values():
+                j.close()
             return
-        conn.send([_answer(sides, party, step, data) for party, step, data in msg[1]])
 
 
-def _answer(sides: dict, party: int, step: str, wire: tuple[dict, dict]) -> tuple[dict, dict]:
-    """Holder ``party``'s answer to one request (a rhode error keeps its message; anything else is
-    an internal error, logged here), in its byte form."""
+def _install(states: dict, context: bytes, eval_keys: bytes) -> tuple[dict, dict]:
+    """The joint context and evaluation keys of a new key epoch, for every holder of this worker."""
     try:
-        out = sides[party].handle(Step(step), Payload(*wire))
-    except Exception as exc:
+        ctx = S.context_from_bytes(context)
+        S.load_eval_keys(ctx, eval_keys)
+    except RhodeError as exc:
+        return _wire(error_payload(exc))
+    for st in states.values():
+        st.ctx, st._backends = ctx, {}
+    return _wire(Payload({}))
+
+
+def _job(jobs: LocalJobs, op: str, wire: tuple[dict, dict]) -> tuple[dict, dict]:
+    """Start or resume a holder's job; its next pause or its end, in byte form."""
+    try:
+        out = jobs.start(Payload(*wire)) if op == "start" else jobs.resume(Payload(*wire))
+    except Exception as exc:  # a rhode error keeps its message; anything else is internal (logged)
         if not isinstance(exc, RhodeError):
-            log.exception("step %s of data holder %d failed", step, party)
+            log.exception("job of a data holder failed")
         out = error_payload(exc)
     return _wire(out)
 
 
 def _wire(p: Payload) -> tuple[dict, dict]:
-    """A payload as it crosses the pipe: its config and its blobs' byte forms (each framed blob
-    carries its own digest, checked when it is read; pickling bytes copies them once)."""
+    """A payload as it crosses the pipe: its config and its blobs' byte forms."""
     e = p.encoded()
     return e.config, e.blobs
 
@@ -80,20 +119,11 @@ def _single_threaded_children():
             os.environ["OMP_NUM_THREADS"] = old
 
 
-class ProcessTransport(Transport):
-    """Data holders in ``workers`` worker processes (see module docstring).
+class JobWorkers:
+    """``workers`` worker processes running the jobs of the holders whose training ``series`` are
+    given (party order); see the module docstring."""
 
-    Args:
-        settings: what every holder agrees on with the aggregator.
-        series: every data holder's training series, in party order.
-        parties_dir: where each holder writes its secret share (``party-<i>.key``, 0600), or None.
-        workers: worker processes, 1 to the number of holders.
-    """
-
-    def __init__(
-        self, settings: HolderSettings, series: Sequence, parties_dir=None, workers: int = 2
-    ) -> None:
-        super().__init__()
+    def __init__(self, settings: HolderSettings, series: Sequence, workers: int = 2) -> None:
         n = len(series)
         if not 1 <= workers <= n:
             raise ParameterError(f"workers must be between 1 and the {n} data holders, got {workers}")
@@ -101,27 +131,36 @@ class ProcessTransport(Transport):
         ctx = mp.get_context("spawn")
         self._conns: list[Connection] = []
         self._procs: list = []
+        self._locks = [threading.Lock() for _ in range(workers)]
+        self._tags: list[str | None] = [None] * workers
+        self._blobs: dict[int, tuple] = {}  # id -> (blob, bytes): a blob shared by the holders' requests
+        self._encode_lock = threading.Lock()
         with _single_threaded_children():
             for w in range(workers):
                 parent, child = ctx.Pipe()
                 mine = {i: s for i, s in enumerate(series) if i % workers == w}
-                p = ctx.Process(target=_worker_main, daemon=True, args=(child, settings, mine, parties_dir))
+                p = ctx.Process(target=_worker_main, daemon=True, args=(child, settings, mine))
                 p.start()
                 child.close()
                 self._conns.append(parent)
                 self._procs.append(p)
         try:
             for w, conn in enumerate(self._conns):
-                if not conn.poll(START_TIMEOUT) or self._recv(conn, w)[0] != "ready":
+                if not conn.poll(START_TIMEOUT) or self._recv(w)[0] != "ready":
                     raise ProtocolError(f"training worker {w} did not start within {START_TIMEOUT:.0f} s")
         except BaseException:
             self.close()
             raise
 
     def __repr__(self) -> str:
-        return f"ProcessTransport(workers={self.n_workers})"
+        return f"JobWorkers(workers={self.n_workers})"
+
+    def jobs(self, state: HolderState) -> ProcessJobs:
+        """The jobs interface of data holder ``state`` (its jobs run in worker ``index % W``)."""
+        return ProcessJobs(self, state)
 
     def close(self) -> None:
+        """Stop the workers (idempotent)."""
         for conn in self._conns:
             with contextlib.suppress(OSError, ValueError):
                 conn.send(("stop",))
@@ -133,52 +172,59 @@ class ProcessTransport(Transport):
                 p.join()
         self._conns, self._procs = [], []
 
-    def _recv(self, conn: Connection, worker: int):
-        try:
-            return conn.recv()
-        except (EOFError, OSError):
-            self.close()
-            raise ProtocolError(f"training worker {worker} died; start the run again (--resume)") from None
-
-    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float) -> dict[int, Payload]:
-        return self.exchange(step, dict.fromkeys(range(n_parties), payload), timeout)
-
-    def exchange(self, step: Step, requests: dict[int, Payload], timeout: float) -> dict[int, Payload]:
-        """One message per worker with all its holders' requests, one message back with their answers
-        (a worker never writes while its parent still writes to it: no pipe deadlock)."""
+    def call(self, index: int, op: str, p: Payload, ctx: MheContext) -> Payload:
+        """Send holder ``index``'s job request ``op`` (start or resume) to its worker; its answer."""
         if not self._conns:
             raise ProtocolError("the training workers are stopped")
-        t0 = time.monotonic()
-        batches: dict[int, list] = {}
-        sent: dict[int, int] = {}
-        once: dict[int, tuple] = {}  # one byte form per distinct payload (a broadcast is encoded once)
-        for party, p in requests.items():
-            if id(p) not in once:
-                once[id(p)] = _wire(p)
-            data = once[id(p)]
-            sent[party] = _size(data)
-            batches.setdefault(party % self.n_workers, []).append((party, step.value, data))
-        for w, batch in batches.items():
-            self._conns[w].send(("steps", batch))
-        answers: dict[int, Payload] = {}
-        received: dict[int, int] = {}
-        deadline = t0 + timeout
-        waiting = dict(batches)
-        while waiting:
-            ready = wait([self._conns[w] for w in waiting], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                late = sorted(party for batch in waiting.values() for party, _, _ in batch)
-                raise ProtocolError(
-                    f"data holder(s) {late} did not answer '{step.value}' within {timeout:.0f} s"
-                )
-            for conn in ready:
-                w = self._conns.index(conn)
-                for (party, _, _), data in zip(waiting.pop(w), self._recv(conn, w), strict=True):
-                    received[party] = _size(data)
-                    answers[party] = Payload(*data)
-        self._record(step, t0, sent, received)
-        return check_answers(step, answers, requests)
+        w = index % self.n_workers
+        wire = self._encoded(p)
+        with self._locks[w]:
+            if self._tags[w] != ctx.key_tag:
+                self._conns[w].send(("keys", S.context_to_bytes(ctx), S.eval_keys_to_bytes(ctx)))
+                answer = Payload(*self._recv(w))
+                if answer.error:
+                    raise ProtocolError(f"training worker {w} refused the keys: {answer.error}")
+                self._tags[w] = ctx.key_tag
+            self._conns[w].send((op, index, wire))
+            return Payload(*self._recv(w))
+
+    def _encoded(self, p: Payload) -> tuple[dict, dict]:
+        """``p``'s byte form; a blob that several holders' requests share (the global model) is
+        encoded once."""
+        blobs = {}
+        with self._encode_lock:
+            for name, b in p.blobs.items():
+                if not isinstance(b, Blob):
+                    blobs[name] = b
+                    continue
+                hit = self._blobs.get(id(b))
+                if hit is None or hit[0] is not b:
+                    hit = self._blobs[id(b)] = (b, b.encode())
+                    while len(self._blobs) > 8:
+                        del self._blobs[next(iter(self._blobs))]
+                blobs[name] = hit[1]
+        return dict(p.config), blobs
+
+    def _recv(self, worker: int):
+        try:
+            return self._conns[worker].recv()
+        except (EOFError, OSError):
+            raise ProtocolError(f"training worker {worker} died; start the run again (--resume)") from None
 
 
-def _size(wire: tuple[dict, dict]) -> int:
-    return sum(len(b) for b in wire[1].values())
+class ProcessJobs:
+    """One data holder's jobs, run by its worker (the jobs interface of a
+    :class:`~rhode.federated.state.HolderState`)."""
+
+    def __init__(self, pool: JobWorkers, state: HolderState) -> None:
+        self.pool = pool
+        self.state = state
+
+    def start(self, p: Payload) -> Payload:
+        return self.pool.call(self.state.index, "start", p, self.state.context())
+
+    def resume(self, p: Payload) -> Payload:
+        return self.pool.call(self.state.index, "resume", p, self.state.context())
+
+    def close(self) -> None:
+        """Nothing to do: the pool owns the workers."""
