@@ -44,7 +44,7 @@ from rhode.federated.dataprep import (
 from rhode.federated.engine import Federation, parties_dir
 from rhode.federated.files import RUN_JSON, load_public_keys, read_run_json, save_public_keys
 from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
-from rhode.federated.report import peak_rss_mb, plot_loss, plot_predictions, write_json
+from rhode.federated.report import check_divergence, peak_rss_mb, plot_loss, plot_predictions, write_json
 from rhode.mhe import preset
 from rhode.nn.model import RecurrentModel
 
@@ -170,6 +170,7 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
             }
         )
         r.history.append(h)
+        check_divergence(r.history, cfg.learning_rate)  # before a diverged model overwrites the checkpoint
         write_checkpoint(
             r.out,
             Checkpoint(

@@ -114,8 +114,9 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     result = FedResult(params, [params])
     velocities: list = [None] * len(data)
     for k in range(global_iterations):
-        params, velocities, rec = _iteration(model, train, data, (params, velocities),
-                                             BatchKey(seed, 0, k), weights)
+        with np.errstate(all="ignore"):  # a diverging run overflows: its record says so, not a warning
+            params, velocities, rec = _iteration(model, train, data, (params, velocities),
+                                                 BatchKey(seed, 0, k), weights)
         result.models.append(params)
         result.history.append(rec)
         if on_iteration is not None:

@@ -27,6 +27,7 @@ from rhode.federated.files import (
 )
 from rhode.federated.flower.settings import DeployConfig
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+from rhode.federated.report import check_divergence
 from rhode.federated.schema import Field, input_blob
 from rhode.federated.transport import RoundRecord, Transport
 from rhode.mhe import MheContext
@@ -138,6 +139,9 @@ class DeploymentRun:
             self.meta["history"] = [h for h in self.meta.get("history", []) if h["iteration"] <= it] + [
                 rec.to_dict()
             ]
+            hist = self.meta["history"]
+            losses = [{"iteration": h["iteration"], "loss_encrypted": h["loss"]} for h in hist]
+            check_divergence(losses, dc.run.learning_rate)  # the last good checkpoint is kept
             write_checkpoint(
                 self.dir,
                 Checkpoint(
