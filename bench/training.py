@@ -53,7 +53,7 @@ def main() -> None:
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, all parties in one process).",
         "",
         f"Demo configuration: {cfg.parties} data holders, bundled electricity data, hidden {cfg.hidden}, "
-        f"{cfg.timesteps} timesteps, batch {cfg.batch}, {cfg.local_steps} local steps per global iteration, "
+        f"{cfg.timesteps} timesteps, batch {cfg.batch or 'auto (one ciphertext)'}, {cfg.local_steps} local steps per global iteration, "
         f"clip `{cfg.clip}`, preset `{args.preset}`, {args.workers} worker(s). Times are wall-clock seconds "
         "per global iteration, split by protocol step (`IterationRecord.seconds_by_step`): local compute "
         "= the rounds in which the holders' jobs compute (train.local, train.resume) of local training "

@@ -25,7 +25,9 @@ _RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--difference/--no-difference", "difference", bool,
      "forecast the target's change: its first difference is an input, the forecast is the last value "
      "plus the predicted change (default: off)"),
-    ("--batch", "batch", int, "mini-batch size b (samples packed in one ciphertext)"),
+    ("--batch", "batch", int,
+     "mini-batch size b (default 0 = auto: the samples one ciphertext holds for this model and preset, "
+     "at most every holder's training windows)"),
     ("--learning-rate", "learning_rate", float, "SGD learning rate"),
     ("--local-steps", "local_steps", int, "local mini-batch steps m per global iteration"),
     ("--iterations", "global_iterations", int, "global iterations G"),

@@ -17,6 +17,7 @@ import tomli
 
 from rhode.errors import ParameterError
 from rhode.nn.config import ModelConfig, TrainConfig
+from rhode.packing.plan import next_pow2
 
 CELLS = ("rnn", "gru", "lstm")
 CLIPS = ("none", "poly", "tanh", "abs")
@@ -28,7 +29,8 @@ class RunConfig:
     """Everything that fixes a run. Field names are the CLI flags (``--hidden`` -> ``hidden``).
 
     Data: either ``data`` (one CSV per data holder) or ``dataset`` (a bundled dataset split into
-    ``parties`` partitions with ``partition``).
+    ``parties`` partitions with ``partition``). ``batch = 0`` (the default) means "auto": the run
+    resolves it with :func:`resolve_batch` once the data and the preset are known.
     """
 
     data: tuple[str, ...] = ()
@@ -42,7 +44,7 @@ class RunConfig:
     timesteps: int = 3
     horizon: int = 1
     difference: bool = False
-    batch: int = 64
+    batch: int = 0
     learning_rate: float = 0.8
     local_steps: int = 2
     global_iterations: int = 4
@@ -83,13 +85,14 @@ class RunConfig:
         if self.partition not in PARTITIONS:
             raise bad("--partition", f"{self.partition!r}; choose one of {', '.join(PARTITIONS)}")
         for name, lo, hi in (("hidden", 1, 64), ("timesteps", 1, 256), ("horizon", 1, 10_000),
-                             ("batch", 1, 4096), ("local_steps", 1, 1000),
+                             ("batch", 0, 4096), ("local_steps", 1, 1000),
                              ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000),
                              ("lr_decay_every", 1, 10_000)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise bad(f"--{name.replace('_', '-')}",
-                          f"{value!r}; expected an integer between {lo} and {hi}")
+                          f"{value!r}; expected an integer between {lo} and {hi}"
+                          + (" (0: auto, from the slot capacity)" if name == "batch" else ""))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10):
             raise bad("--learning-rate", f"{self.learning_rate!r}; expected a number in (0, 10]")
         self._validate_momentum(bad)
@@ -163,6 +166,8 @@ def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelCo
     """(polynomial model = mirror and encrypted run, exact model = baseline, training config)."""
     # tanh: degree 7 on [-2.5, 2.5] costs the same 3 levels as degree 5 in the power-basis evaluation;
     # how close the mirror trains to exact tanh is in docs/accuracy.md
+    if cfg.batch == 0:
+        raise ParameterError("batch 0 means auto: resolve it first (rhode.federated.config.resolve_batch)")
     act = {"tanh_interval": cfg.tanh_interval, "tanh_degree": cfg.tanh_degree}
     poly = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="poly", **act).validate()
     exact = ModelConfig(cfg.cell, n_features, cfg.hidden, 1, activation="exact", **act).validate()
@@ -171,6 +176,23 @@ def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelCo
                         momentum=float(cfg.momentum), nesterov=cfg.nesterov,
                         lr_decay=float(cfg.lr_decay), lr_decay_every=cfg.lr_decay_every).validate()
     return poly, exact, train
+
+
+def resolve_batch(cfg: RunConfig, n_features: int, min_windows: int, slots: int) -> int:
+    """The batch a run trains with: ``cfg.batch`` when given, else (0 = auto) the largest batch that
+    costs no more than a smaller one: one ciphertext holds ``slots / H^2`` samples (the packing's
+    chunk, H = next power of two of max(d, h, output), :func:`rhode.packing.plan`), a larger batch
+    needs more ciphertexts and a smaller one saves nothing; capped by ``min_windows`` (every holder
+    draws a batch of distinct training windows) and by 4096."""
+    if cfg.batch:
+        return cfg.batch
+    H = max(2, next_pow2(max(n_features, cfg.hidden, 1)))
+    if slots < H * H:
+        raise ParameterError(f"a model of width {max(n_features, cfg.hidden)} pads to H = {H}: an H x H "
+                             f"block needs {H * H} slots, a ciphertext has {slots}; use a larger preset")
+    if min_windows < 1:
+        raise ParameterError("a data holder has no training window: give it more rows or lower --timesteps")
+    return max(1, min(slots // (H * H), min_windows, 4096))
 
 
 def run_fingerprint(cfg: RunConfig) -> str:

@@ -12,6 +12,7 @@ and everything is divided by the public total row count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -34,9 +35,10 @@ from rhode.data import (
     min_rows,
     partition,
     train_test_split,
+    window_rows,
 )
 from rhode.errors import DataError, ProtocolError, SerializationError
-from rhode.federated.config import RunConfig
+from rhode.federated.config import RunConfig, resolve_batch
 
 
 @dataclass
@@ -95,6 +97,15 @@ def split_holder(series: TimeSeries, cfg: RunConfig, index: int) -> tuple[TimeSe
     if cfg.difference:
         return difference(train, cfg.horizon), difference(test, cfg.horizon)
     return train, test
+
+
+def with_batch(cfg: RunConfig, holders: Sequence[HolderData], slots: int) -> RunConfig:
+    """``cfg`` with its batch resolved (0 = auto: :func:`rhode.federated.config.resolve_batch` from
+    the holders' feature count, their fewest training windows and the ring's ``slots``)."""
+    if cfg.batch:
+        return cfg
+    fewest = min(len(window_rows(h.train, cfg.timesteps, cfg.horizon)[1]) for h in holders)
+    return dataclasses.replace(cfg, batch=resolve_batch(cfg, holders[0].train.n_features, fewest, slots))
 
 
 def query_series(path, stats: Stats, cfg: RunConfig) -> TimeSeries:
@@ -176,4 +187,4 @@ def querier_windows(holders: Sequence[HolderData], limit: int) -> Windows:
 
 __all__ = ["HolderData", "load_holders", "magnitude_exponents", "query_series", "querier_windows",
            "rows_needed", "split_holder", "stat_values", "stats_from_json", "stats_to_json", "stats_vector",
-           "unscale", "window_holders"]
+           "unscale", "window_holders", "with_batch"]

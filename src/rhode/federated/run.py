@@ -40,6 +40,7 @@ from rhode.federated.dataprep import (
     stats_from_json,
     stats_to_json,
     window_holders,
+    with_batch,
 )
 from rhode.federated.engine import Federation, parties_dir
 from rhode.federated.files import RUN_JSON, load_public_keys, read_run_json, save_public_keys
@@ -71,9 +72,11 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     """Run (or resume) an encrypted federated training and prediction; return the report."""
     t_start = time.perf_counter()
     cfg.validate()
+    holders = load_holders(cfg)  # data errors surface before any key is made
+    cfg = with_batch(cfg, holders, preset(cfg.preset).slots)  # batch 0 = auto; run.json records it
     r = _Run(cfg, Path(out), run_fingerprint(cfg), _Progress(progress))
     r.meta, r.resumed = _check_out(r, resume), resume
-    r.holders = load_holders(cfg)  # data errors surface before any key is made
+    r.holders = holders
     workers = n_workers(cfg.workers, len(r.holders))
     with Federation(cfg, [h.train for h in r.holders], parties_dir(r.out), workers=workers) as fed:
         _keys(r, fed)

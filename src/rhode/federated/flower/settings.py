@@ -103,6 +103,9 @@ class DeployConfig:
                         target=target or None,
                         features=tuple(f.strip() for f in features.split(",") if f.strip()) or None,
                         **fields).validate()
+        if run.batch == 0:  # auto needs the holders' windows, which the aggregator does not see
+            raise ParameterError("run config 'batch' is 0 (auto), which only rhode demo/train resolve: give "
+                                 "the batch (e.g. 128 for h <= 8 on the default preset) in the run config")
         mode = value("mode", str, "train")
         if mode not in MODES:
             raise ParameterError(f"run config 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
