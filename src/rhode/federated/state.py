@@ -220,6 +220,11 @@ class MemoryState(HolderState):
             self.install_eval_keys(p)
         return self.context()
 
+    def use_keys(self, ctx: MheContext) -> None:
+        """Work on ``ctx`` (joint public and evaluation keys installed): a training worker's holder,
+        which holds no secret share."""
+        self._ctx, self._backends = ctx, {}
+
     def party(self) -> Party:
         if self._party is None:
             path = self._secret_path()

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 
 from rhode.errors import ParameterError, ProtocolError, RhodeError
 from rhode.federated.payload import Blob, Payload, error_payload
-from rhode.federated.state import HolderSettings, HolderState, LocalJobs
+from rhode.federated.state import HolderSettings, HolderState, LocalJobs, MemoryState
 from rhode.mhe import MheContext
 from rhode.mhe import serial as S
 
@@ -35,31 +35,11 @@ log = logging.getLogger("rhode.workers")
 START_TIMEOUT = 300.0
 
 
-class _JobState(HolderState):
-    """A holder's state inside a worker: its training series and the public keys; no secret."""
-
-    def __init__(self, index: int, settings: HolderSettings, series) -> None:
-        super().__init__(index, settings)
-        self.series = series
-        self.ctx: MheContext | None = None
-
-    def train_series(self):
-        return self.series
-
-    def context(self) -> MheContext:
-        if self.ctx is None:
-            raise ProtocolError(f"the training worker of data holder {self.index} has no keys yet")
-        return self.ctx
-
-    def party(self):
-        raise ProtocolError("a training worker holds no secret share")
-
-
 def _worker_main(conn: Connection, settings: HolderSettings, series: dict) -> None:
     """A worker: run the jobs of the holders in ``series`` (index -> training series)."""
     os.environ["OMP_NUM_THREADS"] = "1"
-    states = {i: _JobState(i, settings, s) for i, s in series.items()}
-    jobs = {i: LocalJobs(st) for i, st in states.items()}
+    states = {i: MemoryState(i, settings, s) for i, s in series.items()}  # no secret share here
+    jobs = {i: st.jobs() for i, st in states.items()}
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -84,7 +64,7 @@ def _install(states: dict, context: bytes, eval_keys: bytes) -> tuple[dict, dict
     except RhodeError as exc:
         return _wire(error_payload(exc))
     for st in states.values():
-        st.ctx, st._backends = ctx, {}
+        st.use_keys(ctx)
     return _wire(Payload({}))
 
 
