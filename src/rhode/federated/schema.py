@@ -34,17 +34,23 @@ import enum
 class Step(str, enum.Enum):
     """A protocol step a data holder answers (the Flower message type)."""
 
+    # key generation and the global statistics
     SETUP = "query.setup"
     CKG = "query.ckg"
     JOINT_KEY = "query.jointkey"
+    # relinearization (two rounds) and rotation keys
     RKG1 = "query.rkg1"
     RKG2 = "query.rkg2"
+    # evaluation keys to every holder; the second statistics sum
     EVAL_KEYS = "query.evalkeys"
     STATS = "query.stats"
+    # a resumed or prediction run checks every holder
     HELLO = "query.hello"
+    # shares on ciphertexts
     REFRESH = "query.refresh"
     DECRYPT = "query.decrypt"
     KEY_SWITCH = "query.pcks"
+    # jobs on the encrypted global model
     TRAIN = "train.local"
     RESUME = "train.resume"
 
@@ -52,28 +58,33 @@ class Step(str, enum.Enum):
 class Field(str, enum.Enum):
     """A message field (config key or blob name)."""
 
-    # config
+    # config: who, and the data schema
     PARTY = "party"
     N_PARTIES = "n_parties"
     FINGERPRINT = "fingerprint"
     COLUMNS = "columns"
     TARGET = "target"
+    # ... and the public statistics bounds
     FEATURES = "features"
     COUNT = "count"
     EXPS = "exps"
     TOTAL_ROWS = "total_rows"
+    MEAN = "mean"
+    # key generation
     ROTATIONS = "rotations"
     KEY_TAG = "key_tag"
-    MEAN = "mean"
+    # a job request
     JOB = "job"
     ITERATION = "iteration"
     KIND = "kind"
+    SCALE = "scale"
+    GLOBAL_STATS = "stats"  # the revealed global statistics (JSON), in TRAIN
+    # a job answer
     STATUS = "status"
     WINDOWS = "windows"
-    SCALE = "scale"
     FORMS_USED = "forms_used"
     OPERATIONS = "operations"
-    GLOBAL_STATS = "stats"  # the revealed global statistics (JSON), in TRAIN
+    # a querier's request and response files
     SHAPE = "shape"
     LAYOUT = "layout"
     LAYOUTS = "layouts"
@@ -81,26 +92,30 @@ class Field(str, enum.Enum):
     OP = "op"
     RUN_CONFIG = "run_config"
     NODE_CONFIG = "node_config"
-    # blobs
+    # blobs: the public key and the evaluation keys
     CONTEXT = "context"
     PK_SHARE = "pk_share"
     LEAD_PK_SHARE = "lead_pk_share"
     JOINT_PK = "joint_pk"
+    EVAL_KEYS = "evalkeys"
+    # relinearization
     R1_SHARE = "r1_share"
-    R2_SHARE = "r2_share"
     LEAD_R1_SHARE = "lead_r1_share"
+    ROUND1 = "round1"
+    R2_SHARE = "r2_share"
+    # rotation keys
     ROT_SHARE = "rot_share"
     LEAD_ROT_SHARE = "lead_rot_share"
-    ROUND1 = "round1"
-    EVAL_KEYS = "evalkeys"
+    # ciphertexts and shares on them
     STATS = "stats"
     CTS = "cts"
     SHARES = "shares"
     REQUEST = "request"
+    # the querier's key and result; encrypted models
     QUERIER_PK = "querier_pk"
+    RESULT = "result"
     MODEL = "model"
     VELOCITY = "velocity"  # one data holder's encrypted momentum velocity (per-holder state)
-    RESULT = "result"
 
 
 def input_blob(t: int) -> str:
