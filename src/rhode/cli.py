@@ -24,7 +24,7 @@ _RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--horizon", "horizon", int, "forecast horizon (steps after the window)"),
     ("--difference/--no-difference", "difference", bool,
      "forecast the target's change: its first difference is an input, the forecast is the last value "
-     "plus the predicted change (default: off)"),
+     "plus the predicted change (default: on; docs/recipe.md)"),
     ("--batch", "batch", int,
      "mini-batch size b (default 0 = auto: the samples one ciphertext holds for this model and preset, "
      "at most every holder's training windows)"),

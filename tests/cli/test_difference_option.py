@@ -1,4 +1,4 @@
-"""`--difference/--no-difference` reaches the run configuration (flag, TOML, default off), and a
+"""`--difference/--no-difference` reaches the run configuration (flag, TOML, default on), and a
 diverged training ends with one `rhode: error:` line that names the learning rate (run_training
 replaced by a stand-in: no encryption here)."""
 
@@ -28,7 +28,7 @@ def seen(monkeypatch):
 
 
 @pytest.mark.parametrize("args, want",
-                         [((), False), (("--difference",), True), (("--no-difference",), False)])
+                         [((), True), (("--difference",), True), (("--no-difference",), False)])
 def test_flag_sets_difference(seen, tmp_path, args, want):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == 0, result.output

@@ -94,9 +94,11 @@ def test_difference_never_crosses_the_train_test_split():
     np.testing.assert_array_equal(test.values[:, 1], X[cut + 1:])
     np.testing.assert_array_equal(test.values[:, 2], np.diff(X[cut:]))
     assert set(test.values[:, 0]) <= set(0.1 * np.arange(cut, 12))
-    assert rows_needed(cfg) == 3 and rows_needed(RunConfig(dataset="electricity", timesteps=1)) == 2
+    assert rows_needed(cfg) == 3
+    assert rows_needed(RunConfig(dataset="electricity", timesteps=1, difference=False)) == 2
     # without differencing the parts are the plain split
-    tr, te = split_holder(s, RunConfig(dataset="electricity", timesteps=1, test_fraction=0.25), 0)
+    tr, te = split_holder(s, RunConfig(dataset="electricity", timesteps=1, test_fraction=0.25,
+                                       difference=False), 0)
     assert (tr.n_rows, te.n_rows) == (9, 3) and tr.level_name is None
 
 
@@ -127,6 +129,6 @@ def test_querier_csv_is_differenced_like_the_holders(tmp_path):
     np.testing.assert_array_equal(q.values, held.values)
     bundled = RunConfig(dataset="electricity", difference=True)  # no --target: the level from the stats
     assert query_series(tmp_path / "q.csv", local_stats(held), bundled).n_rows == 29
-    plain = RunConfig(data=("a.csv", "b.csv"), target="load")
+    plain = RunConfig(data=("a.csv", "b.csv"), target="load", difference=False)
     with pytest.raises(DataError, match="the model was trained on"):
         query_series(tmp_path / "q.csv", local_stats(held), plain)

@@ -31,6 +31,9 @@ class RunConfig:
     Data: either ``data`` (one CSV per data holder) or ``dataset`` (a bundled dataset split into
     ``parties`` partitions with ``partition``). ``batch = 0`` (the default) means "auto": the run
     resolves it with :func:`resolve_batch` once the data and the preset are known.
+
+    Training defaults (differencing, heavy-ball momentum 0.7, learning rate 1.2, 2 local steps, batch
+    auto, 8 global iterations): the recipe bench/recipe.py chose on the plaintext mirror, docs/recipe.md.
     """
 
     data: tuple[str, ...] = ()
@@ -43,12 +46,12 @@ class RunConfig:
     hidden: int = 8
     timesteps: int = 3
     horizon: int = 1
-    difference: bool = False
+    difference: bool = True
     batch: int = 0
-    learning_rate: float = 0.8
+    learning_rate: float = 1.2
     local_steps: int = 2
-    global_iterations: int = 4
-    momentum: float = 0.0
+    global_iterations: int = 8
+    momentum: float = 0.7
     nesterov: bool = False
     lr_decay: float = 1.0
     lr_decay_every: int = 1
