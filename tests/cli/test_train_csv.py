@@ -38,7 +38,7 @@ def test_train_on_csv_files_end_to_end(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["parties"] == 3
     assert report["time_column"] == "date"
-    assert report["features"] == ["temperature", "load"]
+    assert report["features"] == ["temperature", "load", "load_diff"]  # differenced by default
     assert "date" in proc.stdout or "date" in proc.stderr or report["time_column"] == "date"
     enc, plain = report["test_mae_encrypted"], report["test_mae_plaintext"]
     assert enc <= 1.10 * plain, (enc, plain)
