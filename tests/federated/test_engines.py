@@ -101,7 +101,7 @@ def test_parallel_engine_equals_sequential_and_mirror():
 
 @pytest.mark.slow
 def test_global_statistics_and_ten_holders():
-    cfg = _config(parties=10, max_rows=1500, hidden=2, timesteps=2, batch=4, global_iterations=1)
+    cfg = _config(parties=10, max_rows=2000, hidden=2, timesteps=2, batch=4, global_iterations=1)
     r = _train(cfg)
     try:
         values = [stat_values(h.train) for h in r["holders"]]
