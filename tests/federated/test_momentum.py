@@ -48,7 +48,7 @@ RESUME_TOL = 1e-4
 
 
 def _config(**over) -> RunConfig:
-    base = dict(dataset="electricity", max_rows=500, parties=3, cell="rnn", hidden=3, timesteps=3, batch=8,
+    base = dict(dataset="electricity", max_rows=700, parties=3, cell="rnn", hidden=3, timesteps=3, batch=8,
                 partition="skew", learning_rate=0.6, local_steps=2, global_iterations=2, momentum=0.7,
                 lr_decay=0.8, preset="test", seed=5)
     base.update(over)
@@ -225,7 +225,7 @@ def test_momentum_options_reach_every_engine(tmp_path):
     assert (train.momentum, train.nesterov, train.lr_decay, train.lr_decay_every) == (0.6, True, 0.9, 3)
     assert run_fingerprint(cfg) != run_fingerprint(_config(momentum=0.6, lr_decay=0.9, lr_decay_every=3))
     dc = DeployConfig.from_run_config({"n-parties": 3, "momentum": 0.7, "nesterov": True, "lr-decay": 0.5,
-                                       "lr-decay-every": 2})
+                                       "lr-decay-every": 2, "batch": 8})
     assert (dc.run.momentum, dc.run.nesterov, dc.run.lr_decay, dc.run.lr_decay_every) == (0.7, True, 0.5, 2)
     out = str(tmp_path / "run")
     r = CliRunner().invoke(main, ["train", "--dataset", "electricity", "--out", out, "--momentum", "1.5"])
