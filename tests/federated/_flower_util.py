@@ -43,7 +43,7 @@ def in_process_reference(csvs: list[Path], rc: dict, queries=None, workers: int 
     data, options and seed: the decrypted global model after each iteration, the revealed global
     statistics, and (for ``queries``, windows (n, T, d)) the querier's predictions with the final model."""
     from rhode.federated.config import RunConfig
-    from rhode.federated.dataprep import load_holders
+    from rhode.federated.dataprep import load_holders, magnitude_exponents, stat_values
     from rhode.federated.engine import Federation
     from rhode.federated.flower.settings import DeployConfig
 
@@ -57,7 +57,8 @@ def in_process_reference(csvs: list[Path], rc: dict, queries=None, workers: int 
         for it in range(cfg.global_iterations):
             enc, _ = fed.agg.iteration(it, enc, total)
             models.append(fed.agg.decrypt_model(enc))
-        out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq}
+        out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq,
+               "exps": np.max([magnitude_exponents(stat_values(h.train)) for h in holders], axis=0)}
         if queries is not None:
             out["predictions"] = fed.predict(enc, queries)
     return out
