@@ -35,8 +35,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # Regenerates every figure under docs/ (tens of minutes on 2 cores; run on a quiet machine).
-BENCHES := mhe_ops deserialized_ops approximations accuracy packing training scaling
+BENCHES := mhe_ops deserialized_ops approximations accuracy packing training scaling federations
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,flower,bench]"  # bench/federations.py reads series from these
 	@for b in $(BENCHES); do if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; fi; done
 
 lint: $(STAMP)
