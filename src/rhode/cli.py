@@ -1,50 +1,59 @@
 """The ``rhode`` command: ``rhode demo``, ``rhode train``, ``rhode predict``.
 
-Every user error ends with a one-line ``rhode: error: ...`` message and exit status 2; no traceback.
+One error path (:func:`_one_error_line`, :func:`run`): every user error, unusable file or directory
+(``OSError``), bad ``--config`` file and interruption (Ctrl-C, or SIGTERM, which the command treats as
+Ctrl-C) ends with one ``rhode: error: ...`` line on stderr that names the options as typed, and exit
+status 2; no traceback. ``rhode`` alone prints the help.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from rhode.errors import RhodeError
+from rhode.errors import ParameterError, RhodeError
+from rhode.federated.config import FLAGS
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Options shared by `demo` and `train`: (flag, RunConfig field, click type, help).
-_RUN_OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("--cell", "cell", click.Choice(["rnn", "gru", "lstm"]), "recurrent cell"),
-    ("--hidden", "hidden", int, "hidden units h"),
-    ("--timesteps", "timesteps", int, "timesteps T per window"),
-    ("--horizon", "horizon", int, "forecast horizon (steps after the window)"),
-    ("--difference/--no-difference", "difference", bool,
+# Options shared by `demo` and `train`: (RunConfig field, click type, help); the flag is FLAGS[field]
+# (a bool is a --flag/--no-flag pair).
+_RUN_OPTIONS: list[tuple[str, Any, str]] = [
+    ("cell", click.Choice(["rnn", "gru", "lstm"]), "recurrent cell"),
+    ("hidden", int, "hidden units h"),
+    ("timesteps", int, "timesteps T per window"),
+    ("horizon", int, "forecast horizon (steps after the window)"),
+    ("difference", bool,
      "forecast the target's change: its first difference is an input, the forecast is the last value "
      "plus the predicted change (default: on; docs/recipe.md)"),
-    ("--batch", "batch", int,
+    ("batch", int,
      "mini-batch size b (default 0 = auto: the samples one ciphertext holds for this model and preset, "
      "at most every holder's training windows)"),
-    ("--learning-rate", "learning_rate", float, "SGD learning rate"),
-    ("--local-steps", "local_steps", int, "local mini-batch steps m per global iteration"),
-    ("--iterations", "global_iterations", int, "global iterations G"),
-    ("--momentum", "momentum", float,
+    ("learning_rate", float, "SGD learning rate"),
+    ("local_steps", int, "local mini-batch steps m per global iteration"),
+    ("global_iterations", int, "global iterations G"),
+    ("momentum", float,
      "heavy-ball momentum mu in [0, 1) (0: plain SGD); every data holder has its own velocity"),
-    ("--nesterov/--no-nesterov", "nesterov", bool, "Nesterov momentum (needs --momentum > 0)"),
-    ("--lr-decay", "lr_decay", float,
+    ("nesterov", bool, "Nesterov momentum (needs --momentum > 0)"),
+    ("lr_decay", float,
      "step decay: the learning rate is multiplied by this every --lr-decay-every global iterations"),
-    ("--lr-decay-every", "lr_decay_every", int, "global iterations between two learning-rate decays"),
-    ("--clip", "clip", click.Choice(["none", "poly", "tanh", "abs"]), "clip-by-value approximation"),
-    ("--clip-value", "clip_value", float, "clipping threshold c"),
-    ("--preset", "preset", click.Choice(["test", "default", "deep"]),
-     "CKKS parameters ('test' is insecure: tests only)"),
-    ("--seed", "seed", int, "seed every party agrees on (initial weights, batches)"),
-    ("--test-fraction", "test_fraction", float, "last fraction of each holder's rows held out"),
-    ("--max-test-windows", "max_test_windows", int, "test windows the querier asks about"),
-    ("--workers", "workers", int,
+    ("lr_decay_every", int, "global iterations between two learning-rate decays"),
+    ("clip", click.Choice(["none", "poly", "tanh", "abs"]), "clip-by-value approximation"),
+    ("clip_value", float, "clipping threshold c"),
+    ("preset", click.Choice(["test", "default", "deep"]), "CKKS parameters ('test' is insecure: tests only)"),
+    ("seed", int, "seed every party agrees on (initial weights, batches)"),
+    ("test_fraction", float, "last fraction of each holder's rows held out"),
+    ("max_test_windows", int, "test windows the querier asks about"),
+    ("workers", int,
      "processes for the data holders' local training (default 0: one per data holder, at most two per "
      "CPU core; 1: sequential)"),
 ]
@@ -54,10 +63,12 @@ _CLI_DEFAULTS: dict[str, Any] = {"workers": 0}
 
 
 def _run_options(f):
-    for flag, field, typ, help_ in reversed(_RUN_OPTIONS):
-        f = click.option(flag, field, type=typ, default=None, help=help_)(f)
+    for name, typ, help_ in reversed(_RUN_OPTIONS):
+        flag = f"{FLAGS[name]}/--no-{FLAGS[name][2:]}" if typ is bool else FLAGS[name]
+        f = click.option(flag, name, type=typ, default=None, help=help_)(f)
     f = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                     help="TOML file with any of these options (flags override it)")(f)
+                     help="TOML file with any of these options, keys named as the flags: hidden = 16, "
+                          "iterations = 4, data = [\"a.csv\", \"b.csv\"] (flags override it)")(f)
     f = click.option("--out", "out", type=click.Path(file_okay=False), required=True,
                      help="output directory (keys, checkpoint, report.json, plots)")(f)
     f = click.option("--resume", is_flag=True, help="continue the run stopped in --out")(f)
@@ -66,18 +77,85 @@ def _run_options(f):
 
 
 def _settings(config_path: str | None, defaults: dict[str, Any], flags: dict[str, Any]) -> dict:
-    from rhode.federated.config import load_toml
+    from rhode.federated.config import read_config
 
     merged: dict[str, Any] = dict(defaults)
     if config_path:
-        merged.update(load_toml(config_path))
+        merged.update(read_config(config_path))
     merged.update({k: v for k, v in flags.items() if v is not None})
     return merged
 
 
-def _fail(message: str) -> None:
-    click.echo(f"rhode: error: {message}", err=True)
+def _fail(message: str) -> NoReturn:
+    with contextlib.suppress(OSError):
+        click.echo(f"rhode: error: {message}", err=True)
     sys.exit(2)
+
+
+# errors that only a write (or a directory that cannot be made) raises
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                 errno.EFBIG}
+
+
+def _os_message(exc: OSError, out: str | None) -> str:
+    """``cannot write PATH: reason; what to do`` (a write error without a file name is in ``out``)."""
+    path = os.fsdecode(exc.filename) if exc.filename is not None else out
+    text = f"cannot {'write' if exc.errno in _WRITE_ERRNOS else 'access'}{f' {path}' if path else ''}: "
+    text += exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return text + "; free some space or choose another --out"
+    if out is not None and path is not None:
+        inside = os.path.commonpath([os.path.abspath(path), os.path.abspath(out)]) == os.path.abspath(out)
+        if inside:
+            return text + "; choose another --out"
+    return text
+
+
+def _interrupted(out: str) -> str:
+    """What an interrupted run in ``out`` kept, and how to continue it."""
+    from rhode.federated.checkpoint import CHECKPOINT_NAME, read_checkpoint
+    from rhode.federated.files import RUN_JSON
+
+    d = Path(out)
+    try:
+        iteration = read_checkpoint(d).iteration if (d / CHECKPOINT_NAME).is_file() else None
+    except (RhodeError, OSError):
+        iteration = None
+    if iteration is not None:
+        return (f"interrupted; the last checkpoint (iteration {iteration}) in {out} is kept, continue "
+                "with the same command and --resume")
+    if (d / RUN_JSON).is_file():
+        return (f"interrupted before the first checkpoint; the keys in {out} are kept, continue with the "
+                "same command and --resume")
+    return f"interrupted before the first checkpoint; nothing to resume in {out}, run the command again"
+
+
+@contextlib.contextmanager
+def _one_error_line(out: str | None, interrupted: Callable[[], str]):
+    """The error path of every command: a RhodeError, an OSError, a file that is not UTF-8 text or an
+    interruption becomes one ``rhode: error:`` line and exit status 2."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(interrupted())
+    except RhodeError as exc:
+        _fail(str(exc).replace("\n", " ") or type(exc).__name__)
+    except OSError as exc:
+        _fail(_os_message(exc, out))
+    except UnicodeDecodeError as exc:
+        _fail(f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+
+
+def _check_out_dir(out: str) -> None:
+    """Refuse an ``--out`` that cannot be made or written before anything is computed."""
+    p = Path(out)
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        raise ParameterError(f"invalid value for --out: {existing} is a file, not a directory; choose "
+                             "another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParameterError(f"invalid value for --out: cannot write in {existing} (permission denied); "
+                             "choose another --out")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,20 +166,17 @@ def main() -> None:
 
 def _execute(config_path: str | None, defaults: dict, flags: dict, out: str, resume: bool,
              quiet: bool) -> None:
-    from rhode.federated.config import RunConfig
-    from rhode.federated.run import run_training, summary
+    with _one_error_line(out, lambda: _interrupted(out)):
+        _check_out_dir(out)
+        from rhode.federated.config import RunConfig
+        from rhode.federated.run import run_training, summary
 
-    try:
         cfg = RunConfig.from_dict(_settings(config_path, defaults, flags))
         report = run_training(cfg, Path(out), resume=resume, progress=not quiet)
-    except RhodeError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; the last checkpoint is kept, continue with --resume")
     click.echo(summary(report))
 
 
-@main.command()
+@main.command(no_args_is_help=True)
 @_run_options
 def demo(out, resume, quiet, config_path, **flags) -> None:
     """The main job: 3 data holders on the bundled electricity-demand data train an encrypted
@@ -110,16 +185,16 @@ def demo(out, resume, quiet, config_path, **flags) -> None:
     _execute(config_path, defaults, flags, out, resume, quiet)
 
 
-@main.command()
-@click.option("--data", "data", multiple=True, type=click.Path(dir_okay=False),
+@main.command(no_args_is_help=True)
+@click.option(FLAGS["data"], "data", multiple=True, type=click.Path(dir_okay=False),
               help="one CSV per data holder (repeat, or list several after one --data)")
-@click.option("--dataset", type=click.Choice(["electricity", "stocks"]), default=None,
+@click.option(FLAGS["dataset"], "dataset", type=click.Choice(["electricity", "stocks"]), default=None,
               help="a bundled dataset instead of CSV files")
-@click.option("--target", default=None, help="column to forecast")
-@click.option("--features", default=None,
+@click.option(FLAGS["target"], "target", default=None, help="column to forecast")
+@click.option(FLAGS["features"], "features", default=None,
               help="comma-separated input columns (default: every numeric column)")
-@click.option("--parties", type=int, default=None, help="data holders (with --dataset)")
-@click.option("--partition", type=click.Choice(["iid", "blocks", "skew"]), default=None,
+@click.option(FLAGS["parties"], "parties", type=int, default=None, help="data holders (with --dataset)")
+@click.option(FLAGS["partition"], "partition", type=click.Choice(["iid", "blocks", "skew"]), default=None,
               help="how a bundled dataset is split among the data holders")
 @click.argument("more_data", nargs=-1, type=click.Path(dir_okay=False))
 @_run_options
@@ -134,7 +209,7 @@ def train(out, resume, quiet, config_path, more_data, **flags) -> None:
     _execute(config_path, dict(_CLI_DEFAULTS), flags, out, resume, quiet)
 
 
-@main.command()
+@main.command(no_args_is_help=True)
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True,
               help="directory of a trained run (rhode train/demo --out)")
 @click.option("--data", "data", type=click.Path(dir_okay=False), required=True,
@@ -143,24 +218,36 @@ def train(out, resume, quiet, config_path, more_data, **flags) -> None:
               help="where predictions.csv, the plot and report.json go")
 def predict(model_dir, data, out) -> None:
     """A querier's encrypted predictions from a trained encrypted model; only the querier decrypts."""
-    from rhode.federated.run import run_prediction
+    with _one_error_line(out, lambda: "interrupted; run the same rhode predict command again"):
+        _check_out_dir(out)
+        from rhode.federated.run import run_prediction
 
-    try:
         report = run_prediction(Path(model_dir), Path(data), Path(out))
-    except RhodeError as exc:
-        _fail(str(exc))
     click.echo(f"{report['windows']} predictions written to {report['predictions_csv']}"
                + (f" (test MAE {report['test_mae']:.4g})" if report.get("test_mae") is not None else ""))
 
 
+def _raise_interrupt(signum, frame) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def run(argv: list[str] | None = None) -> None:
-    """Entry point of the ``rhode`` script: click's usage errors become one ``rhode: error:`` line."""
+    """Entry point of the ``rhode`` script: click's usage errors become one ``rhode: error:`` line, as
+    does everything the commands raise (:func:`_one_error_line`); SIGTERM stops a run as Ctrl-C does."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
-        main.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted")
+        with _one_error_line(None, lambda: "interrupted"):
+            main.main(args=argv, standalone_mode=False)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # `rhode` alone: the help
+        click.echo(exc.ctx.get_help())
+    except click.exceptions.Abort:  # an interruption outside a command
+        _fail("interrupted")
     except click.ClickException as exc:
         _fail(exc.format_message().replace("\n", " "))
+    finally:
+        if old is not None:  # called as a function (tests): the caller's handler again
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,7 +104,7 @@ def test_different_columns(tmp_path, three_csvs):
 @pytest.mark.parametrize("flag,value,needle", [
     ("--hidden", "0", "--hidden"),
     ("--learning-rate", "-1", "--learning-rate"),
-    ("--iterations", "0", "--global-iterations"),
+    ("--iterations", "0", "--iterations"),
     ("--test-fraction", "1.5", "--test-fraction"),
     ("--workers", "-1", "--workers"),
 ])

@@ -7,6 +7,7 @@ and stored with every checkpoint so that a resume with other parameters is refus
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,10 +24,29 @@ CELLS = ("rnn", "gru", "lstm")
 CLIPS = ("none", "poly", "tanh", "abs")
 PARTITIONS = ("iid", "blocks", "skew")
 
+# What each RunConfig field is called on the command line (messages name the option as the user typed
+# it; the CLI builds its options from this table). Fields without a flag are configuration keys only.
+FLAGS: dict[str, str] = {
+    "data": "--data", "dataset": "--dataset", "target": "--target", "features": "--features",
+    "parties": "--parties", "partition": "--partition", "cell": "--cell", "hidden": "--hidden",
+    "timesteps": "--timesteps", "horizon": "--horizon", "difference": "--difference", "batch": "--batch",
+    "learning_rate": "--learning-rate", "local_steps": "--local-steps", "global_iterations": "--iterations",
+    "momentum": "--momentum", "nesterov": "--nesterov", "lr_decay": "--lr-decay",
+    "lr_decay_every": "--lr-decay-every", "clip": "--clip", "clip_value": "--clip-value",
+    "preset": "--preset", "seed": "--seed", "test_fraction": "--test-fraction",
+    "max_test_windows": "--max-test-windows", "workers": "--workers",
+}
+
+
+def option_name(name: str) -> str:
+    """How a user names RunConfig field ``name``: its flag (``--iterations``), else its config key."""
+    return FLAGS.get(name, f"configuration key {name}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that fixes a run. Field names are the CLI flags (``--hidden`` -> ``hidden``).
+    """Everything that fixes a run. Field names are the CLI flags (``--hidden`` -> ``hidden``) except
+    ``--iterations`` -> ``global_iterations``: :data:`FLAGS`.
 
     Data: either ``data`` (one CSV per data holder) or ``dataset`` (a bundled dataset split into
     ``parties`` partitions with ``partition``). ``batch = 0`` (the default) means "auto": the run
@@ -78,9 +98,10 @@ class RunConfig:
             raise bad("--data/--dataset", "give either CSV files or a bundled dataset, not both")
         if self.data and len(self.data) < 2:
             raise bad("--data", "federated training needs at least 2 data holders (2 CSV files)")
-        n = len(self.data) if self.data else self.parties
-        if not 2 <= n <= 16:
-            raise bad("--parties", f"{n} data holders; rhode supports 2 to 16")
+        if self.data and len(self.data) > 16:
+            raise bad("--data", f"{len(self.data)} CSV files, one per data holder; rhode supports 2 to 16")
+        if not self.data and not (_is_int(self.parties) and 2 <= self.parties <= 16):
+            raise bad("--parties", f"{self.parties!r} data holders; rhode supports 2 to 16")
         if self.cell not in CELLS:
             raise bad("--cell", f"{self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.clip not in CLIPS:
@@ -92,9 +113,8 @@ class RunConfig:
                              ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000),
                              ("lr_decay_every", 1, 10_000)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise bad(f"--{name.replace('_', '-')}",
-                          f"{value!r}; expected an integer between {lo} and {hi}"
+            if not _is_int(value) or not lo <= value <= hi:
+                raise bad(option_name(name), f"{value!r}; expected an integer between {lo} and {hi}"
                           + (" (0: auto, from the slot capacity)" if name == "batch" else ""))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate <= 10):
             raise bad("--learning-rate", f"{self.learning_rate!r}; expected a number in (0, 10]")
@@ -106,14 +126,18 @@ class RunConfig:
                       "per CPU core) or 1 to 16 processes")
         if not isinstance(self.difference, bool):
             raise bad("--difference", f"{self.difference!r}; expected true or false")
-        if not 0 < self.test_fraction < 1:
+        if not (_is_number(self.test_fraction) and 0 < self.test_fraction < 1):
             raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
+        if not (_is_int(self.seed) and self.seed >= 0):
+            raise bad("--seed", f"{self.seed!r}; expected an integer >= 0")
+        from rhode.mhe.params import PRESETS  # deferred: `rhode --help` does not load OpenFHE
+
+        if self.preset not in PRESETS:
+            raise bad("--preset", f"{self.preset!r}; choose one of {', '.join(PRESETS)}")
         return self
 
     def _validate_momentum(self, bad) -> None:
-        def number(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
+        number = _is_number
         if not (number(self.momentum) and 0 <= self.momentum < 1):
             raise bad("--momentum", f"{self.momentum!r}; expected a number in [0, 1) (0: plain SGD)")
         if not isinstance(self.nesterov, bool):
@@ -142,20 +166,10 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Build from a (possibly sectioned) dict; unknown keys are an error that names them."""
-        flat: dict[str, Any] = {}
-        for key, value in d.items():
-            if isinstance(value, dict):  # TOML sections ([model], [train], ...) are flattened
-                flat.update(value)
-            else:
-                flat[key] = value
-        flat = {k.replace("-", "_"): v for k, v in flat.items()}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(flat) - names)
-        if unknown:
-            raise ParameterError(
-                f"unknown configuration key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    def from_dict(cls, d: dict[str, Any], where: str = "the configuration") -> RunConfig:
+        """Build from a (possibly sectioned) dict whose keys are fields or CLI flag names
+        (:func:`flatten`); ParameterError naming an unknown key or a value of the wrong type."""
+        flat = flatten(d, where)
         for key in ("data", "features"):
             if isinstance(flat.get(key), list):
                 flat[key] = tuple(flat[key])
@@ -163,6 +177,87 @@ class RunConfig:
             return cls(**flat).validate()
         except TypeError as exc:
             raise ParameterError(f"malformed configuration: {exc}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_strings(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+# annotation of a RunConfig field (without "| None") -> (check, what it must be)
+_KINDS: dict[str, tuple[Any, str]] = {
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[str, ...]": (_is_strings, "a list of strings"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "a table"),
+}
+_EXAMPLES = {"data": 'a list of CSV files, one per data holder, e.g. data = ["a.csv", "b.csv"]',
+             "features": 'a list of column names, e.g. features = ["temp", "hour"]'}
+
+
+def _keys() -> dict[str, str]:
+    """Accepted key (dashes as underscores) -> field: every field name and every flag's name."""
+    keys = {f.name: f.name for f in dataclasses.fields(RunConfig)}
+    keys.update({flag[2:].replace("-", "_"): name for name, flag in FLAGS.items()})
+    return keys
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, tuple) else json.dumps(list(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind_of(value: Any) -> str:
+    for t, what in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+                    ((list, tuple), "a list"), (dict, "a table")):
+        if isinstance(value, t):
+            return what
+    return type(value).__name__
+
+
+def flatten(d: dict[str, Any], where: str = "the configuration") -> dict[str, Any]:
+    """``{field: value}`` from a dict as a TOML file gives it: TOML sections (``[model]``, ``[train]``)
+    are flattened, a key is a field name or a flag's name (``iterations`` = ``global_iterations``,
+    ``learning-rate`` = ``learning_rate``). Strings are never taken for lists: ``data = "a.csv"`` is
+    refused (``data = ["a.csv", "b.csv"]``). ParameterError naming ``where`` (``--config FILE``) and the
+    key as written, for an unknown key, a key given twice or a value of the wrong type."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    keys = _keys()
+    flat: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    items = [(k, v) for k, v in d.items() if not isinstance(v, dict) or k == "extra"]
+    items += [(f"{k}.{k2}", v2) for k, v in d.items() if isinstance(v, dict) and k != "extra"
+              for k2, v2 in v.items()]
+    for key, value in items:
+        name = keys.get(key.rsplit(".", 1)[-1].replace("-", "_"))
+        if name is None:
+            raise ParameterError(f"{where}: {_unknown(key.rsplit('.', 1)[-1], keys)}")
+        if name in flat:
+            raise ParameterError(f"{where}: {written[name]} and {key} set the same option; keep one")
+        kind = str(fields[name].type).replace(" | None", "")
+        check, what = _KINDS.get(kind, (lambda v: True, ""))
+        if not (check(value) or (value is None and fields[name].type != kind)):
+            raise ParameterError(f"invalid value for {option_name(name)} ({where} sets {key} = "
+                                 f"{_shown(value)}): {_kind_of(value)}, expected {_EXAMPLES.get(name, what)}")
+        flat[name], written[name] = value, key
+    return flat
+
+
+def _unknown(key: str, keys: dict[str, str]) -> str:
+    """An unknown key, with the closest valid one (or every valid one), as the CLI spells them."""
+    valid = sorted({FLAGS[n][2:] if n in FLAGS else n.replace("_", "-") for n in set(keys.values())})
+    close = difflib.get_close_matches(key.replace("_", "-"), [k.replace("_", "-") for k in keys], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else f"; valid keys: {', '.join(valid)}"
+    return f"unknown key {key}{hint}"
 
 
 def model_configs(cfg: RunConfig, n_features: int) -> tuple[ModelConfig, ModelConfig, TrainConfig]:
@@ -192,7 +287,8 @@ def resolve_batch(cfg: RunConfig, n_features: int, min_windows: int, slots: int)
     H = max(2, next_pow2(max(n_features, cfg.hidden, 1)))
     if slots < H * H:
         raise ParameterError(f"a model of width {max(n_features, cfg.hidden)} pads to H = {H}: an H x H "
-                             f"block needs {H * H} slots, a ciphertext has {slots}; use a larger preset")
+                             f"block needs {H * H} slots, a ciphertext has {slots}; use a larger preset "
+                             "(--preset)")
     if min_windows < 1:
         raise ParameterError("a data holder has no training window: give it more rows or lower --timesteps")
     return max(1, min(slots // (H * H), min_windows, 4096))
@@ -209,12 +305,26 @@ def run_fingerprint(cfg: RunConfig) -> str:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a dict (ParameterError if unreadable or malformed)."""
+    """Read a TOML config file into a dict; ParameterError (naming ``--config FILE``) if it is missing,
+    unreadable, not UTF-8 text or not valid TOML."""
     p = Path(path)
+    where = f"--config {p}"
     try:
         with p.open("rb") as fh:
             return tomli.load(fh)
     except FileNotFoundError:
-        raise ParameterError(f"config file {p} does not exist") from None
-    except (OSError, tomli.TOMLDecodeError) as exc:
-        raise ParameterError(f"config file {p} is not valid TOML: {exc}") from None
+        raise ParameterError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ParameterError(f"{where}: a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ParameterError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ParameterError(f"{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                             f"{exc.start}); save it as UTF-8") from None
+    except tomli.TOMLDecodeError as exc:
+        raise ParameterError(f"{where}: not valid TOML: {exc}") from None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A ``--config`` TOML file as ``{field: value}`` (:func:`load_toml`, then :func:`flatten`)."""
+    return flatten(load_toml(path), f"--config {path}")

@@ -13,6 +13,11 @@ protocol and same computation as the sequential engine, up to CKKS noise.
 
 Payloads cross the pipe as their config and their blobs' byte forms (every framed blob is validated
 when it is read, as on Flower); the global model of a round is encoded once for all holders.
+
+Stopping: the workers ignore SIGINT (Ctrl-C reaches the whole process group; this process handles it),
+a worker whose channel closes ends silently, and when the run stops (:meth:`ProcessJobs.close` for
+every holder, then :meth:`JobWorkers.close`) a request in flight is abandoned at once and a worker
+still computing it is terminated.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -36,24 +42,31 @@ START_TIMEOUT = 300.0
 
 
 def _worker_main(conn: Connection, settings: HolderSettings, series: dict) -> None:
-    """A worker: run the jobs of the holders in ``series`` (index -> training series)."""
+    """A worker: run the jobs of the holders in ``series`` (index -> training series). Ctrl-C is the
+    parent's to handle (SIGINT ignored; the parent stops its workers); a closed channel (the parent is
+    gone: end of file, broken pipe) ends the worker silently."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
+    with contextlib.suppress(EOFError, OSError):
+        _serve(conn, settings, series)
+
+
+def _serve(conn: Connection, settings: HolderSettings, series: dict) -> None:
     states = {i: MemoryState(i, settings, s) for i, s in series.items()}  # no secret share here
     jobs = {i: st.jobs() for i, st in states.items()}
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
+    try:
+        conn.send(("ready", os.getpid()))
+        while True:
             msg = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
-        if msg[0] == "keys":
-            conn.send(_install(states, msg[1], msg[2]))
-        elif msg[0] in ("start", "resume"):
-            conn.send(_job(jobs[msg[1]], msg[0], msg[2]))
-        else:
-            for j in jobs.values():
-                j.close()
-            return
+            if msg[0] == "keys":
+                conn.send(_install(states, msg[1], msg[2]))
+            elif msg[0] in ("start", "resume"):
+                conn.send(_job(jobs[msg[1]], msg[0], msg[2]))
+            else:
+                return
+    finally:
+        for j in jobs.values():
+            j.close()
 
 
 def _install(states: dict, context: bytes, eval_keys: bytes) -> tuple[dict, dict]:
@@ -99,6 +112,23 @@ def _single_threaded_children():
             os.environ["OMP_NUM_THREADS"] = old
 
 
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Children started inside ignore SIGINT from their first instruction (an ignored signal stays
+    ignored across exec), so a Ctrl-C, which reaches the whole process group, is this process's to
+    handle; one that comes meanwhile is held (blocked) and reaches this process afterwards."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 class JobWorkers:
     """``workers`` worker processes running the jobs of the holders whose training ``series`` are
     given (party order); see the module docstring."""
@@ -115,16 +145,19 @@ class JobWorkers:
         self._tags: list[str | None] = [None] * workers
         self._blobs: dict[int, tuple] = {}  # id -> (blob, bytes): a blob shared by the holders' requests
         self._encode_lock = threading.Lock()
-        with _single_threaded_children():
-            for w in range(workers):
-                parent, child = ctx.Pipe()
-                mine = {i: s for i, s in enumerate(series) if i % workers == w}
-                p = ctx.Process(target=_worker_main, daemon=True, args=(child, settings, mine))
-                p.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(p)
+        self._stopping = threading.Event()
+        self._busy = [True] * workers  # starting, or a request without its answer yet
+        self._abandoned: set[int] = set()  # holders whose request in flight is abandoned
         try:
+            with _single_threaded_children(), _children_ignore_sigint():
+                for w in range(workers):
+                    parent, child = ctx.Pipe()
+                    mine = {i: s for i, s in enumerate(series) if i % workers == w}
+                    p = ctx.Process(target=_worker_main, daemon=True, args=(child, settings, mine))
+                    self._conns.append(parent)
+                    self._procs.append(p)
+                    p.start()
+                    child.close()
             for w, conn in enumerate(self._conns):
                 if not conn.poll(START_TIMEOUT) or self._recv(w)[0] != "ready":
                     raise ProtocolError(f"training worker {w} did not start within {START_TIMEOUT:.0f} s")
@@ -139,14 +172,27 @@ class JobWorkers:
         """The jobs interface of data holder ``state`` (its jobs run in worker ``index % W``)."""
         return ProcessJobs(self, state)
 
+    def abandon(self, index: int) -> None:
+        """Holder ``index``'s current job is abandoned (a new key epoch, or the run stops: Ctrl-C): a
+        request of it in flight ends in ProtocolError at once, and its worker, still busy with it, is
+        not used again (:meth:`close` terminates it)."""
+        self._abandoned.add(index)
+
     def close(self) -> None:
-        """Stop the workers (idempotent)."""
-        for conn in self._conns:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send(("stop",))
+        """Stop the workers (idempotent): an idle worker is asked to stop, one that is starting or
+        computing an abandoned request is terminated (it holds only public material)."""
+        self._stopping.set()
+        busy = [w for w in range(len(self._procs)) if self._busy[w]]
+        for w, conn in enumerate(self._conns):
+            if w not in busy:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send(("stop",))
             conn.close()
-        for p in self._procs:
-            p.join(timeout=10)
+        for w, p in enumerate(self._procs):
+            if w in busy and p.pid is not None:
+                p.terminate()
+            with contextlib.suppress(AssertionError):  # a process that never started
+                p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
                 p.join()
@@ -154,19 +200,30 @@ class JobWorkers:
 
     def call(self, index: int, op: str, p: Payload, ctx: MheContext) -> Payload:
         """Send holder ``index``'s job request ``op`` (start or resume) to its worker; its answer."""
-        if not self._conns:
+        self._abandoned.discard(index)
+        if not self._conns or self._stopping.is_set():
             raise ProtocolError("the training workers are stopped")
         w = index % self.n_workers
         wire = self._encoded(p)
         with self._locks[w]:
+            if index in self._abandoned or self._busy[w]:
+                raise ProtocolError(f"training worker {w} is busy with an abandoned job; start the run "
+                                    "again (--resume)")
             if self._tags[w] != ctx.key_tag:
-                self._conns[w].send(("keys", S.context_to_bytes(ctx), S.eval_keys_to_bytes(ctx)))
-                answer = Payload(*self._recv(w))
+                self._send(w, ("keys", S.context_to_bytes(ctx), S.eval_keys_to_bytes(ctx)))
+                answer = Payload(*self._recv(w, index))
                 if answer.error:
                     raise ProtocolError(f"training worker {w} refused the keys: {answer.error}")
                 self._tags[w] = ctx.key_tag
-            self._conns[w].send((op, index, wire))
-            return Payload(*self._recv(w))
+            self._send(w, (op, index, wire))
+            return Payload(*self._recv(w, index))
+
+    def _send(self, worker: int, msg: tuple) -> None:
+        self._busy[worker] = True
+        try:
+            self._conns[worker].send(msg)
+        except (OSError, ValueError):
+            raise ProtocolError(f"training worker {worker} died; start the run again (--resume)") from None
 
     def _encoded(self, p: Payload) -> tuple[dict, dict]:
         """``p``'s byte form; a blob that several holders' requests share (the global model) is
@@ -185,11 +242,19 @@ class JobWorkers:
                 blobs[name] = hit[1]
         return dict(p.config), blobs
 
-    def _recv(self, worker: int):
+    def _recv(self, worker: int, index: int | None = None):
+        """Worker ``worker``'s answer (to holder ``index``'s request); ProtocolError if the worker died,
+        the request was abandoned or the workers are closing."""
+        conn = self._conns[worker]
         try:
-            return self._conns[worker].recv()
+            while not conn.poll(0.5):
+                if self._stopping.is_set() or index in self._abandoned:
+                    raise ProtocolError(f"the job of data holder {index} was abandoned")
+            answer = conn.recv()
         except (EOFError, OSError):
             raise ProtocolError(f"training worker {worker} died; start the run again (--resume)") from None
+        self._busy[worker] = False
+        return answer
 
 
 class ProcessJobs:
@@ -207,4 +272,5 @@ class ProcessJobs:
         return self.pool.call(self.state.index, "resume", p, self.state.context())
 
     def close(self) -> None:
-        """Nothing to do: the pool owns the workers."""
+        """Abandon this holder's current job (:meth:`JobWorkers.abandon`); the pool owns the workers."""
+        self.pool.abandon(self.state.index)
