@@ -157,7 +157,7 @@ def row(fed: Federation, r: dict, key: str) -> dict:
     return {"federation": fed.name, "cadence": fed.cadence, "split": fed.split, "target": fed.target,
             "features": r.get("features"), "mae": r[key], "persistence": pers, "linear_ar": ar,
             "drift": r.get("test_mae_drift"), "seasonal_naive": r.get("test_mae_seasonal_naive"),
-            "mirror": r.get("test_mae_mirror"), "exact": r.get("test_mae_plaintext_exact"),
+            "mirror": r.get("test_mae_mirror"), "exact": r.get("test_mae_plaintext"),
             "ratio": r[key] / pers, "rule": rule, "holds": ok, "seconds": r.get("seconds_wall")}
 
 
@@ -166,9 +166,11 @@ def _f(v) -> str:
 
 
 def write_doc(rows: list[dict], mode: str, path: Path) -> None:
-    head = ("| federation | cadence, split | target | model MAE | persistence | linear AR | drift | seasonal naive "
-            "| model / persistence | rule | holds | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| federation | cadence, split | target | model MAE | mirror | exact plaintext | persistence | linear AR "
+            "| drift | seasonal naive | model / persistence | rule | holds | wall s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [f"| {r['federation']} | {r['cadence']}; {r['split']} | {r['target']} | {_f(r['mae'])} | "
+             f"{_f(r['mirror'])} | {_f(r['exact'])} | "
              f"{_f(r['persistence'])} | {_f(r['linear_ar'])} | {_f(r['drift'])} | {_f(r['seasonal_naive'])} | "
              f"{r['ratio']:.3f} | {r['rule']} | {'yes' if r['holds'] else '**no**'} | {_f(r['seconds'])} |"
              for r in rows]
