@@ -8,7 +8,8 @@ with. It never holds a secret share. File layout::
 
 The file is written to a temporary name in the same directory, flushed, fsync'ed and renamed over the
 previous checkpoint, so a crash at any moment leaves either the old or the new checkpoint, never a
-half-written one.
+half-written one. The in-process run's checkpoint state also records the sha256 of its run.json:
+:func:`read_run` refuses a run.json that does not go with its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rhode.errors import CheckpointError
-from rhode.federated.files import atomic_write
+from rhode.data import Stats
+from rhode.errors import CheckpointError, RhodeError
+from rhode.federated.config import RunConfig, run_fingerprint
+from rhode.federated.dataprep import stats_from_json
+from rhode.federated.files import CHECKPOINT_FILE, RUN_JSON, atomic_write, read_run_json
 
 MAGIC = b"RHODECKP"
-CHECKPOINT_NAME = "checkpoint.rhode"
+CHECKPOINT_NAME = CHECKPOINT_FILE
 
 
 @dataclass
@@ -96,3 +100,45 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
                           dict(header.get("state", {})))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is malformed: {exc}") from None
+
+
+class RunFiles(NamedTuple):
+    """What :func:`read_run` read and checked."""
+
+    meta: dict
+    config: RunConfig
+    stats: Stats
+    checkpoint: Checkpoint | None
+
+
+def read_run(d: str | Path, need_checkpoint: bool = False) -> RunFiles:
+    """run.json, its configuration, its global statistics and the checkpoint (None if there is none
+    and ``need_checkpoint`` is false) of the run in ``d``. CheckpointError naming the file if run.json
+    is damaged or edited (its configuration must give its fingerprint), or if it and the checkpoint are
+    not of one run (same fingerprint, and the checkpoint records the sha256 of run.json)."""
+    d = Path(d)
+    meta = read_run_json(d)
+    path = d / RUN_JSON
+    try:
+        cfg = RunConfig.from_dict(meta["config"])
+        fp = run_fingerprint(cfg)
+        stats = stats_from_json(json.dumps(meta["global_stats"]))
+    except RhodeError as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); restore the file or start a new run") from None
+    if fp != meta["fingerprint"]:
+        raise CheckpointError(f"{path} was edited: its configuration does not match its fingerprint; "
+                              "restore the run.json the run wrote")
+    ckpt = read_checkpoint(d) if need_checkpoint or (d / CHECKPOINT_NAME).exists() else None
+    if ckpt is not None and ckpt.fingerprint != fp:
+        raise CheckpointError(f"{path} and the checkpoint in {d} are of different runs (their fingerprints "
+                              "differ); restore the run.json the run wrote")
+    want = ckpt.state.get("run_json_sha256") if ckpt is not None else None
+    if want is not None and want != file_sha256(path):
+        raise CheckpointError(f"{path} differs from the run.json its checkpoint was made with (edited?); "
+                              "restore the file the run wrote")
+    return RunFiles(meta, cfg, stats, ckpt)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -13,6 +13,7 @@ and everything is divided by the public total row count.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from rhode.data import (
 )
 from rhode.errors import DataError, ProtocolError, SerializationError
 from rhode.federated.config import RunConfig, resolve_batch
+from rhode.packing import plan as packing_plan
 
 
 @dataclass
@@ -106,6 +108,38 @@ def with_batch(cfg: RunConfig, holders: Sequence[HolderData], slots: int) -> Run
         return cfg
     fewest = min(len(window_rows(h.train, cfg.timesteps, cfg.horizon)[1]) for h in holders)
     return dataclasses.replace(cfg, batch=resolve_batch(cfg, holders[0].train.n_features, fewest, slots))
+
+
+def check_holders(cfg: RunConfig, holders: Sequence[HolderData], slots: int) -> None:
+    """What can be checked before any key is made (so that nothing is written for a run that cannot
+    go through): the model packs into the ring's ``slots`` with the (resolved) batch, and every data
+    holder has a batch of training windows and a test window. ParameterError or DataError."""
+    packing_plan(max(holders[0].train.n_features, cfg.hidden, 1), cfg.batch, slots)
+    for h in holders:
+        n = len(window_rows(h.train, cfg.timesteps, cfg.horizon)[1])
+        if n < cfg.batch:
+            raise DataError(
+                f"data holder {h.index} ({h.train.source}) has {n} training windows, fewer than the batch "
+                f"of {cfg.batch}; lower --batch (0: auto), lower --timesteps or give it more rows")
+        window_rows(h.test, cfg.timesteps, cfg.horizon)  # DataError if its test part has no window
+
+
+def data_digest(cfg: RunConfig, h: HolderData) -> tuple[str, str]:
+    """(what, sha256) of data holder ``h``'s data: the bytes of its CSV file, or (bundled dataset)
+    its partition's values; kept with the holder so that a resume can refuse changed data."""
+    if cfg.data:
+        path = cfg.data[h.index]
+        try:
+            with open(path, "rb") as fh:
+                return str(path), hashlib.sha256(fh.read()).hexdigest()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    sha = hashlib.sha256()
+    for part in (h.train, h.test):
+        sha.update(json.dumps([part.feature_names, part.target_name, part.segment_starts]).encode())
+        sha.update(part.values.tobytes())
+        sha.update(part.target.tobytes())
+    return h.train.source, sha.hexdigest()
 
 
 def query_series(path, stats: Stats, cfg: RunConfig) -> TimeSeries:
@@ -185,6 +219,6 @@ def querier_windows(holders: Sequence[HolderData], limit: int) -> Windows:
     return Windows.concatenate([h.test_windows.head(per) for h in holders]).head(limit)
 
 
-__all__ = ["HolderData", "load_holders", "magnitude_exponents", "query_series", "querier_windows",
-           "rows_needed", "split_holder", "stat_values", "stats_from_json", "stats_to_json", "stats_vector",
-           "unscale", "window_holders", "with_batch"]
+__all__ = ["HolderData", "check_holders", "data_digest", "load_holders", "magnitude_exponents",
+           "query_series", "querier_windows", "rows_needed", "split_holder", "stat_values", "stats_from_json",
+           "stats_to_json", "stats_vector", "unscale", "window_holders", "with_batch"]

@@ -3,6 +3,7 @@ the divergence check of the global iterations."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import resource
@@ -68,7 +69,7 @@ def peak_rss_mb(workers: int = 1) -> float:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented, strict JSON, atomically: numpy values become Python ones, every
+    """Write ``data`` as indented, strict JSON, atomically (mode 0600): numpy values become Python ones, every
     non-finite number becomes null and, if there was any, :data:`NON_FINITE_KEY` lists where
     (e.g. ``"history[2].loss_encrypted"``)."""
     path = Path(path)
@@ -135,7 +136,7 @@ def plot_predictions(path: str | Path, truth: np.ndarray, series: dict[str, np.n
 
 
 def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
-    """Label, save (120 dpi) and close a figure."""
+    """Label, save (PNG, 120 dpi, atomically) and close a figure."""
     import matplotlib.pyplot as plt
 
     ax.set_xlabel(xlabel)
@@ -144,6 +145,8 @@ def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    atomic_write(path, buf.getvalue())  # 0600: the plots show decrypted values
     return Path(path)

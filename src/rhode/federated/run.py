@@ -9,14 +9,20 @@ policy: the mirror, checkpoints, the report. Directory layout of ``--out``
 
     run.json            configuration, fingerprint, CKKS parameters, revealed global statistics
     context.rhode       public context (joint public key); evalkeys.rhode: joint evaluation keys
-    parties/party-i.key each data holder's secret share (mode 0600; in a deployment, on its own machine)
+    parties/party-i.key each data holder's secret share (in a deployment, on its own machine), and
+    parties/party-i.digest  the sha256 of its data, which a resume checks
     checkpoint.rhode    encrypted global model + run state after the last completed global iteration
     report.json, loss.png, predictions.png, predictions.csv
+
+A new run goes only into a new or empty directory (0700; every file 0600) and, if it stops before its
+first checkpoint (an error, Ctrl-C), removes everything it wrote. Every check that needs no key is made
+before the key generation.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -28,12 +34,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rhode.data import Normalizer, forecast_windows
-from rhode.errors import CheckpointError
+from rhode.errors import CheckpointError, DataError, ParameterError
 from rhode.federated import codec as K
 from rhode.federated.baselines import accuracy
-from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
+from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, read_run, write_checkpoint
 from rhode.federated.config import RunConfig, model_configs, run_fingerprint
 from rhode.federated.dataprep import (
+    check_holders,
+    data_digest,
     load_holders,
     querier_windows,
     query_series,
@@ -43,7 +51,22 @@ from rhode.federated.dataprep import (
     with_batch,
 )
 from rhode.federated.engine import Federation, parties_dir
-from rhode.federated.files import RUN_JSON, load_public_keys, read_run_json, save_public_keys
+from rhode.federated.files import (
+    PREDICT_MARKER,
+    RUN_JSON,
+    atomic_write,
+    claim_predict_dir,
+    claim_run_dir,
+    digest_path,
+    is_predict_dir,
+    load_public_keys,
+    read_data_digest,
+    remove_predictions,
+    remove_run,
+    remove_stale_tmp,
+    save_data_digest,
+    save_public_keys,
+)
 from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
 from rhode.federated.report import check_divergence, peak_rss_mb, plot_loss, plot_predictions, write_json
 from rhode.mhe import preset
@@ -66,6 +89,8 @@ class _Run:
     resumed: bool = False
     seconds: dict = field(default_factory=dict)
     predictions: dict = field(default_factory=dict)  # forecasts in levels, original units
+    checkpoint: Checkpoint | None = None  # the one a resume continues from
+    run_json_sha256: str = ""  # of run.json as written: every checkpoint records it
 
 
 def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -73,10 +98,29 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     t_start = time.perf_counter()
     cfg.validate()
     holders = load_holders(cfg)  # data errors surface before any key is made
-    cfg = with_batch(cfg, holders, preset(cfg.preset).slots)  # batch 0 = auto; run.json records it
-    r = _Run(cfg, Path(out), run_fingerprint(cfg), _Progress(progress))
-    r.meta, r.resumed = _check_out(r, resume), resume
-    r.holders = holders
+    slots = preset(cfg.preset).slots
+    cfg = with_batch(cfg, holders, slots)  # batch 0 = auto; run.json records it
+    check_holders(cfg, holders, slots)  # ... and so does every other check that needs no key
+    r = _Run(cfg, Path(out), run_fingerprint(cfg), _Progress(progress), holders)
+    digests = [data_digest(cfg, h) for h in holders]
+    if resume:
+        r.meta, r.checkpoint = _check_resume(r, digests)
+        r.resumed = True
+        return _execute(r, t_start)
+    top = claim_run_dir(r.out)
+    try:
+        for h, (source, sha) in zip(holders, digests):
+            save_data_digest(r.out, h.index, source, sha)  # with the holder, beside its secret share
+        return _execute(r, t_start)
+    except BaseException:
+        if not (r.out / CHECKPOINT_NAME).exists():  # stopped before its first checkpoint: nothing is kept
+            remove_run(r.out, top)
+        raise
+
+
+def _execute(r: _Run, t_start: float) -> dict:
+    """Keys, mirror, encrypted training, prediction, report and plots."""
+    cfg = r.cfg
     workers = n_workers(cfg.workers, len(r.holders))
     with Federation(cfg, [h.train for h in r.holders], parties_dir(r.out), workers=workers) as fed:
         _keys(r, fed)
@@ -95,7 +139,10 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
             "workers": workers,
             "peak_rss_mb": peak_rss_mb(workers),
             "seconds_total": time.perf_counter() - t_start,
-            "resumed_from_iteration": r.start if resume else None,
+            "resumed_from_iteration": r.start if r.resumed else None,
+            # a resumed process counts only what it did itself: the iterations after this one
+            "counted_since_iteration": r.start,
+            "counted_in_this_process_only": list(_PROCESS_FIELDS),
         }
     )
     _write_outputs(r, report)
@@ -103,22 +150,38 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     return report
 
 
-def _check_out(r: _Run, resume: bool) -> dict | None:
-    """run.json of a resumed run (refused if made with other options); a new run needs a free --out."""
-    if resume:
-        meta = read_run_json(r.out)
-        if meta.get("fingerprint") != r.fp:
-            raise CheckpointError(
-                f"the run in {r.out} was made with other parameters "
-                f"({_diff(meta.get('config', {}), r.cfg)}); "
-                "resume with the same options, or start a new run in another --out"
-            )
-        return meta
-    if (r.out / CHECKPOINT_NAME).exists() or (r.out / RUN_JSON).exists():
+#: report fields that count only the process that wrote the report (a resumed one: since its checkpoint)
+_PROCESS_FIELDS = ("bytes_sent_per_party", "refreshes", "operations", "seconds_total",
+                   "seconds_key_generation", "seconds_loading_keys", "peak_rss_mb")
+
+
+def _check_resume(r: _Run, digests: list[tuple[str, str]]) -> tuple[dict, Checkpoint | None]:
+    """What a resume continues from: run.json and checkpoint that agree, made with these options
+    (the number of global iterations aside, which may grow), from the same data (each holder's
+    digest); CheckpointError, DataError or ParameterError otherwise."""
+    meta, _, _, ckpt = read_run(r.out)
+    remove_stale_tmp(r.out)  # of a killed earlier process
+    stored = [read_data_digest(r.out, h.index) for h in r.holders]
+    for h, (source, sha), was in zip(r.holders, digests, stored):
+        if was is not None and was != sha:
+            raise DataError(
+                f"{source}: data holder {h.index}'s data changed since the run in {r.out} began (its sha256 "
+                "differs from the one stored with that holder); resume with the data the run began with, "
+                "or start a new run in another --out")
+    if meta["fingerprint"] != r.fp:
         raise CheckpointError(
-            f"{r.out} already holds a run; continue it with --resume or choose another --out"
-        )
-    return None
+            f"the run in {r.out} was made with other parameters ({_diff(meta['config'], r.cfg)}); "
+            "resume with the same options, or start a new run in another --out")
+    for h, was in zip(r.holders, stored):
+        if was is None:
+            raise CheckpointError(f"{digest_path(r.out, h.index)} is missing: data holder {h.index}'s data "
+                                  "cannot be checked; start a new run in another --out")
+    done = ckpt.iteration if ckpt is not None else 0
+    if r.cfg.global_iterations < done:
+        raise ParameterError(
+            f"invalid value for --iterations: {r.cfg.global_iterations}; the run in {r.out} has completed "
+            f"{done} global iterations: resume with --iterations {done} (report only) or more")
+    return meta, ckpt
 
 
 def _keys(r: _Run, fed: Federation) -> None:
@@ -129,23 +192,24 @@ def _keys(r: _Run, fed: Federation) -> None:
         ctx = r.bar.run("loading keys", lambda: load_public_keys(r.out))
         fed.attach(ctx, n_features)
         r.stats = stats_from_json(json.dumps(r.meta["global_stats"]))
-    else:
-        r.out.mkdir(parents=True, exist_ok=True)
-        r.stats = r.bar.run(
-            f"collective key generation ({len(r.holders)} parties, {r.cfg.preset} preset)", fed.keygen
-        )
-        save_public_keys(r.out, fed.agg.ctx)
-        poly_cfg, _, train_cfg = model_configs(r.cfg, n_features)
-        r.meta = {
-            "config": r.cfg.to_dict(),
-            "fingerprint": r.fp,
-            "ckks": preset(r.cfg.preset).to_dict(),
-            "global_stats": json.loads(stats_to_json(r.stats)),
-            "n_features": n_features,
-            "model": poly_cfg.__dict__,
-            "train": train_cfg.__dict__,
-        }
-        write_json(r.out / RUN_JSON, r.meta)
+        r.run_json_sha256 = file_sha256(r.out / RUN_JSON)
+        r.seconds["loading_keys"] = time.perf_counter() - t0
+        return
+    r.stats = r.bar.run(
+        f"collective key generation ({len(r.holders)} parties, {r.cfg.preset} preset)", fed.keygen
+    )
+    save_public_keys(r.out, fed.agg.ctx)
+    poly_cfg, _, train_cfg = model_configs(r.cfg, n_features)
+    r.meta = {
+        "config": r.cfg.to_dict(),
+        "fingerprint": r.fp,
+        "ckks": preset(r.cfg.preset).to_dict(),
+        "global_stats": json.loads(stats_to_json(r.stats)),
+        "n_features": n_features,
+        "model": poly_cfg.__dict__,
+        "train": train_cfg.__dict__,
+    }
+    r.run_json_sha256 = file_sha256(write_json(r.out / RUN_JSON, r.meta))  # 0600: revealed statistics
     r.seconds["key_generation"] = time.perf_counter() - t0
 
 
@@ -153,10 +217,8 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
     """The encrypted global iterations from the checkpoint (or the initial model) on; a checkpoint
     after each. Returns the final encrypted model."""
     agg, cfg = fed.agg, r.cfg
-    if r.resumed and (r.out / CHECKPOINT_NAME).exists():
-        ckpt = read_checkpoint(r.out)
-        if ckpt.fingerprint != r.fp:
-            raise CheckpointError(f"checkpoint in {r.out} was made with other parameters; use another --out")
+    ckpt = r.checkpoint  # checked against run.json and these options (_check_resume)
+    if ckpt is not None:
         enc = agg.restore(ckpt.model)  # the global model and (momentum) every holder's velocity
         r.start, r.history = ckpt.iteration, list(ckpt.state.get("history", []))
     else:
@@ -180,7 +242,7 @@ def _train(r: _Run, fed: Federation, parties, mirror, exact, exact_model) -> dic
                 it + 1,
                 r.fp,
                 agg.checkpoint_blobs(enc),  # with momentum also every holder's velocity, encrypted
-                {"history": r.history},
+                {"history": r.history, "run_json_sha256": r.run_json_sha256},
             ),
         )
         r.bar.note(
@@ -238,7 +300,8 @@ def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -
         "test_windows": len(w),
         **acc,
         "max_abs_weight_diff_vs_mirror": diff,
-        "seconds_key_generation": r.seconds["key_generation"],
+        "seconds_key_generation": r.seconds.get("key_generation"),  # None when resumed: keys were loaded
+        "seconds_loading_keys": r.seconds.get("loading_keys"),
         "seconds_per_global_iteration": float(np.mean(times)) if times else None,
         "seconds_prediction": r.seconds["prediction"],
         "seconds_mirror_training": r.seconds["mirror_training"],
@@ -298,7 +361,9 @@ def summary(report: dict) -> str:
         f"max prediction diff {report['max_abs_prediction_diff_vs_mirror']:.2e}",
         f"  time {report['seconds_total']:.0f} s ({report['seconds_per_global_iteration'] or 0:.1f} s per "
         f"global iteration), traffic {mb:.0f} MiB per party, {report['refreshes']['rounds']} refresh "
-        f"rounds, peak memory {report['peak_rss_mb']:.0f} MiB",
+        f"rounds, peak memory {report['peak_rss_mb']:.0f} MiB"
+        + (f" (this process only: since iteration {report['counted_since_iteration']})"
+           if report.get("resumed_from_iteration") is not None else ""),
         f"  report, plots and checkpoint in {report['out']}",
     ]
     return "\n".join(lines)
@@ -316,11 +381,16 @@ def _write_predictions(path: Path, forecasts: dict[str, np.ndarray]) -> None:
     """predictions.csv: one row per test window, the truth and every forecast, levels in original
     units."""
     cols = ["truth", "encrypted", "mirror", "plaintext", "persistence"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for row in zip(*(forecasts[c] for c in cols)):
-            w.writerow([f"{v:.6g}" for v in row])
+    _write_csv(path, cols, ([f"{v:.6g}" for v in row] for row in zip(*(forecasts[c] for c in cols))))
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    """A CSV file written atomically (0600: it holds decrypted values)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue().encode())
 
 
 def _diff(stored: dict, cfg: RunConfig) -> str:
@@ -335,28 +405,40 @@ def _diff(stored: dict, cfg: RunConfig) -> str:
 
 def run_prediction(model_dir: Path, data: Path, out: Path) -> dict:
     """A querier's CSV against the trained encrypted model in ``model_dir``: predictions.csv (levels,
-    original units), predictions.png and report.json (MAE in original units, beside persistence)."""
-    meta = read_run_json(model_dir)
-    cfg = RunConfig.from_dict(meta["config"])
-    ckpt = read_checkpoint(model_dir)
-    total = stats_from_json(json.dumps(meta["global_stats"]))
+    original units), predictions.png and report.json (MAE in original units, beside persistence), with
+    the marker predict.json, in ``out`` (0700, files 0600): never a training run's directory, never over
+    files rhode predict did not write there; a failed prediction removes what it wrote."""
+    model_dir, out = Path(model_dir), Path(out)
+    _, cfg, total, ckpt = read_run(model_dir, need_checkpoint=True)
     series = query_series(data, total, cfg)
     w = forecast_windows(series, Normalizer.from_stats(total), cfg.timesteps, cfg.horizon)
     ctx = load_public_keys(model_dir)
+    top = claim_predict_dir(out, model_dir)
+    marked = is_predict_dir(out)
+    try:
+        write_json(out / PREDICT_MARKER, {"written_by": "rhode predict", "model": str(model_dir),
+                                          "data": str(data)})
+        return _predict(cfg, model_dir, ctx, ckpt, series, w, data, out)
+    except BaseException:
+        remove_predictions(out, top)
+        if top is None and not marked:
+            (out / PREDICT_MARKER).unlink(missing_ok=True)
+        raise
+
+
+def _predict(cfg: RunConfig, model_dir: Path, ctx, ckpt: Checkpoint, series, w, data: Path,
+             out: Path) -> dict:
+    """The encrypted prediction of :func:`run_prediction` and its files."""
     with Federation(cfg, [None] * cfg.n_parties, parties_dir(model_dir)) as fed:
         fed.attach(ctx, series.n_features)
         enc = K.model_from_checkpoint(ctx, fed.agg.backend, fed.agg.model, ckpt.model)
         yq = fed.predict(enc, w.X)
         sent = fed.bytes_per_party()
-    out.mkdir(parents=True, exist_ok=True)
     pred, truth = w.map.original(w.levels(yq))[:, 0], w.map.original(w.truth)[:, 0]
     last = w.map.original(w.last)[:, 0]
     path = out / "predictions.csv"
-    with open(path, "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["window", "prediction", "truth"])
-        for i, (p, t) in enumerate(zip(pred, truth)):
-            wr.writerow([i, f"{p:.6g}", f"{t:.6g}"])
+    _write_csv(path, ["window", "prediction", "truth"],
+               ([i, f"{p:.6g}", f"{t:.6g}"] for i, (p, t) in enumerate(zip(pred, truth))))
     target = series.level_name or series.target_name
     title = f"{cfg.cell.upper()} predictions for {data.name}"
     plot_predictions(out / "predictions.png", truth, {"encrypted prediction": pred, "persistence": last},
