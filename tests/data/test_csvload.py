@@ -107,6 +107,7 @@ def test_directory_and_unreadable(tmp_path):
 
 def test_empty_and_header_only(tmp_path):
     expect("the file is empty", load_csv, write(tmp_path, "\n\n"), target="y")
+    expect("no values, only delimiters or blank lines", load_csv, write(tmp_path, ",\n  \n,,\n"), target="y")
     msg = expect("no data rows", load_csv, write(tmp_path, "x,y\n", "h.csv"), target="y")
     assert "h.csv" in msg
 
@@ -133,9 +134,14 @@ def test_missing_feature_lists_columns(tmp_path):
     msg = expect(r"no feature column\(s\) \['tmp'\]", load_csv, p, target="demand", features=["tmp"])
     assert "['date', 'demand', 'temp']" in msg
     expect("listed twice", load_csv, p, target="demand", features=["temp", "temp"])
-    expect("features list is empty", load_csv, p, target="demand", features=[])
-    expect("time column and cannot be a feature", load_csv, p, target="demand", features=["date"])
-    expect("target 'date' is the time column", load_csv, p, target="date")
+    expect(r"no feature column given \(--features is empty\)", load_csv, p, target="demand", features=[])
+    msg = expect("time column .* cannot be a feature", load_csv, p, target="demand", features=["date"])
+    assert "leave it out of --features: dates are not numbers" in msg
+    msg = expect("target 'date' is the time column", load_csv, p, target="date")
+    assert "--target" in msg
+    q = write(tmp_path, "time,demand\n2,1\n1,2\n", "hours.csv")
+    msg = expect("'time' is the time column", load_csv, q, target="demand", features=["time", "demand"])
+    assert "rename the column" in msg and "time_column=None" in msg
 
 
 def test_non_numeric_value_names_line_and_column(tmp_path):
@@ -161,14 +167,53 @@ def test_infinite_cell(tmp_path):
 
 def test_duplicate_time_stamps(tmp_path):
     p = write(tmp_path, "date,y\n2020-01-01,1\n2020-01-02,2\n2020-01-01,3\n")
-    expect("lines 2 and 4 have the same time stamp", load_csv, p, target="y")
+    msg = expect("lines 2 and 4 have the same time stamp \\('2020-01-01'\\) in column 'date'", load_csv, p,
+                 target="y")
+    assert "d.csv" in msg and "remove the repeated row" in msg and "daylight" not in msg
+
+
+def test_duplicate_time_stamps_written_differently(tmp_path):
+    # the same instant twice: once in UTC, once with a zone offset; a repeated local hour hints at DST
+    p = write(tmp_path, "time,y\n2000-10-29T00:30Z,1\n2000-10-29T00:00Z,0\n2000-10-29T01:30+01:00,2\n")
+    msg = expect("lines 2 and 4 have the same time stamp \\('2000-10-29T00:30Z' and "
+                 "'2000-10-29T01:30\\+01:00'\\)", load_csv, p, target="y")
+    assert "daylight saving" in msg and "zone offset" in msg
+    q = write(tmp_path, "hour,y\n1,1\n2,2\n2,3\n", "h.csv")  # a numeric time column
+    expect("h.csv: lines 3 and 4 have the same time stamp \\('2'\\) in column 'hour'", load_csv, q,
+           target="y", time_column="hour")
+
+
+def test_rows_out_of_order_are_sorted_and_gaps_kept(tmp_path):
+    # rows in any order are sorted by time; a gap (2020-01-04 missing) keeps the rows one segment,
+    # as business-daily data with its weekends is read
+    p = write(tmp_path, "date,y\n2020-01-05,5\n2020-01-01,1\n2020-01-03,3\n2020-01-02,2\n")
+    s = load_csv(p, target="y")
+    np.testing.assert_array_equal(s.target, [1, 2, 3, 5])
+    assert s.segments() == [(0, 4)]
 
 
 def test_bad_time_column(tmp_path):
     p = write(tmp_path, "date,y\n2020-01-01,1\nyesterday,2\n")
-    msg = expect("'date' looks like a time column but holds 'yesterday'", load_csv, p, target="y")
-    assert "time_column=None" in msg
+    msg = expect("line 3: column 'date' looks like a time column but holds 'yesterday'", load_csv, p,
+                 target="y")
+    assert "d.csv" in msg and "ISO 8601" in msg and "rename it" in msg and "time_column=None" in msg
     expect("no time column 'when'", load_csv, p, target="y", time_column="when")
+
+
+@pytest.mark.parametrize("cell", ["", "NaN", "inf", "-"])
+def test_time_column_without_a_stamp(tmp_path, cell):
+    p = write(tmp_path, f"date,y\n2020-01-01,1\n{cell},2\n2020-01-03,3\n")
+    expect(f"d.csv: line 3: the time column 'date' has no time stamp \\('{cell}'\\); fill it in", load_csv,
+           p, target="y")
+    q = write(tmp_path, f"time,y\n1,1\n2,2\n{cell},3\n", "n.csv")  # a numeric time column
+    expect("n.csv: line 4: the time column 'time' has no time stamp", load_csv, q, target="y")
+
+
+def test_time_column_mixing_formats(tmp_path):
+    p = write(tmp_path, "date,y\n2020-01-01,1\n2020-01-02,2\n03/01/2020,3\n")
+    msg = expect("lines 2 and 4: the time column 'date' mixes formats \\('2020-01-01', '03/01/2020'\\)",
+                 load_csv, p, target="y")
+    assert "the same way" in msg
 
 
 def test_check_compatible(tmp_path):

@@ -42,7 +42,8 @@ def test_batch_indices_deterministic_and_distinct() -> None:
 
 
 def test_batch_indices_errors() -> None:
-    with pytest.raises(DataError, match="party 1 has 4 windows, fewer than batch_size 8"):
+    with pytest.raises(DataError,
+                       match=r"party 1 has 4 windows, fewer than the batch size \(--batch\) 8; lower "):
         batch_indices(4, 8, seed=0, party=1, iteration=0, step=0)
     with pytest.raises(ParameterError, match="seed must be a non-negative integer"):
         batch_indices(40, 8, seed=-3, party=1, iteration=0, step=0)

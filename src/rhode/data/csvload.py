@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rhode.data.timeparse import TIME_HEADERS, numeric_times, parse_times
+from rhode.data.timeparse import TIME_HEADERS, cell_format, numeric_times, parse_times
 from rhode.data.timeseries import TimeSeries
 from rhode.errors import DataError
 
@@ -45,6 +45,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise DataError(f"{path}: malformed CSV ({e}); check quoting") from None
     numbered = [(i + 1, [c.strip() for c in row]) for i, row in enumerate(parsed)
                 if any(c.strip() for c in row)]
+    if not numbered:
+        raise DataError(f"{path}: the file holds no values, only delimiters or blank lines; it needs a "
+                        "header line and data rows")
     (header_line, header), body = numbered[0], numbered[1:]
     if any(not h for h in header):
         raise DataError(f"{path}: line {header_line}: the header has an empty column name "
@@ -68,8 +71,8 @@ def _to_float(cell: str) -> float | None:
         return None
 
 
-def _find_time_column(header: list[str], columns: dict[str, list[str]], requested: str | None
-                      ) -> tuple[str | None, np.ndarray | None]:
+def _find_time_column(header: list[str], columns: dict[str, list[str]], requested: str | None,
+                      lines: list[int]) -> tuple[str | None, np.ndarray | None]:
     if requested is None:
         return None, None
     names = [requested] if requested != AUTO else sorted(header, key=lambda h: h.lower() not in TIME_HEADERS)
@@ -82,12 +85,52 @@ def _find_time_column(header: list[str], columns: dict[str, list[str]], requeste
         if times is not None:
             return name, times
         if time_like:
-            bad = next((c for c in cells
-                        if parse_times([c], allow_compact=True) is None and _to_float(c) is None), cells[0])
-            raise DataError(f"column '{name}' looks like a time column but holds '{bad}', which is neither a "
-                            "number nor a date; use ISO 8601 dates (2000-06-05 or 2000-06-05T00:30) or pass "
-                            "time_column=None to read the file in its row order")
+            raise DataError(_bad_time_cell(name, cells, lines))
     return None, None
+
+
+_NOT_TIME = ("or, if it is not a time column, rename it (a header such as date, time or timestamp marks a "
+             "time column) or remove it (load_csv: time_column=None reads the rows in file order)")
+
+
+def _bad_time_cell(name: str, cells: list[str], lines: list[int]) -> str:
+    """Why the time-like column ``name`` holds no time stamps: its first offending cell, with its line."""
+    for cell, line in zip(cells, lines, strict=True):
+        number = _to_float(cell)
+        if cell.lower() in MISSING or (number is not None and not math.isfinite(number)):
+            return (f"line {line}: the time column '{name}' has no time stamp ('{cell}'); fill it in or "
+                    "remove the row")
+    formats = [cell_format(c) for c in cells]
+    for cell, line, fmt in zip(cells, lines, formats, strict=True):
+        if fmt is None and _to_float(cell) is None:
+            return (f"line {line}: column '{name}' looks like a time column but holds '{cell}', which is "
+                    "neither a number nor a date; write every time stamp as an ISO 8601 date (2000-06-05 "
+                    f"or 2000-06-05T00:30), {_NOT_TIME}")
+    first = next((k for k, f in enumerate(formats) if f is not None), 0)
+    odd = next((k for k, f in enumerate(formats) if f != formats[first]), len(cells) - 1)
+    first, odd = sorted((first, odd))
+    return (f"lines {lines[first]} and {lines[odd]}: the time column '{name}' mixes formats "
+            f"('{cells[first]}', '{cells[odd]}'); write every time stamp the same way, e.g. as an ISO 8601 "
+            "date (2000-06-05 or 2000-06-05T00:30)")
+
+
+def _sort_by_time(path: Path, tname: str, times: np.ndarray, cells: list[str], lines: list[int]
+                  ) -> np.ndarray:
+    """The row order that sorts ``times``; DataError naming the file and both lines of a repeated time
+    stamp (a file holds one series, one row per time step)."""
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if same.size:
+        i, j = order[same[0]], order[same[0] + 1]
+        shown = f"'{cells[i]}'" if cells[i] == cells[j] else f"'{cells[i]}' and '{cells[j]}'"
+        clock = np.issubdtype(times.dtype, np.datetime64) and any(":" in c for c in (cells[i], cells[j]))
+        hint = ("; local clock times repeat an hour when daylight saving time ends: write UTC times or times "
+                "with a zone offset (2000-10-29T01:30+01:00)") if clock else ""
+        raise DataError(f"{path}: lines {lines[i]} and {lines[j]} have the same time stamp ({shown}) in "
+                        f"column '{tname}'; a file holds one series, one row per time step: remove the "
+                        f"repeated row, or give each series its own file{hint}")
+    return order
 
 
 def _column_values(path: Path, name: str, cells: list[str], lines: list[int]) -> np.ndarray:
@@ -113,6 +156,25 @@ def _is_numeric_column(cells: list[str]) -> bool:
     return bool(present) and 2 * sum(_to_float(c) is not None for c in present) > len(present)
 
 
+def _check_features(path: Path, feats: list[str], header: list[str], others: list[str], tname: str | None,
+                    times: np.ndarray | None) -> None:
+    if not feats:
+        raise DataError(f"{path}: no feature column given (--features is empty); give at least one column "
+                        f"among {others}")
+    missing = [f for f in feats if f not in header]
+    if missing:
+        raise DataError(f"{path}: no feature column(s) {missing}; the columns are {header}")
+    dupes = sorted({f for f in feats if feats.count(f) > 1})
+    if dupes:
+        raise DataError(f"{path}: feature(s) {dupes} listed twice (--features); list each column once")
+    if tname in feats:
+        dates = times is not None and np.issubdtype(times.dtype, np.datetime64)
+        how = ("dates are not numbers" if dates else "or, to use its numbers as an input, rename the column "
+               "(a header such as date, time or timestamp marks a time column; load_csv: time_column=None)")
+        raise DataError(f"{path}: '{tname}' is the time column (it orders the rows) and cannot be a feature; "
+                        f"leave it out of --features: {how}")
+
+
 def load_csv(path: str | os.PathLike[str], target: str, features: Sequence[str] | None = None, *,
              time_column: str | None = AUTO, source: str | None = None) -> TimeSeries:
     """Read one data holder's CSV file (header line, then one row per time step).
@@ -125,7 +187,10 @@ def load_csv(path: str | os.PathLike[str], target: str, features: Sequence[str] 
             inputs). The returned series records this in ``target_index``.
         time_column: "auto" recognizes a date/time column (a header such as date/time/timestamp, or a
             column whose every cell is a date); rows are sorted by it and it is never a feature.
-            A column name forces that column; None reads rows in file order.
+            A column name forces that column; None reads rows in file order. Time steps: rows may
+            come in any order (they are sorted); a repeated time stamp is an error; gaps (missing
+            rows, the weekends of business-daily data) are kept, the rows stay one contiguous segment
+            (:meth:`TimeSeries.segments`), as the bundled daily stock prices are read.
         source: name recorded in the series (default: the path).
 
     Returns:
@@ -133,8 +198,9 @@ def load_csv(path: str | os.PathLike[str], target: str, features: Sequence[str] 
 
     Raises:
         DataError: saying file, line and column, for a missing/unreadable file, an empty or ragged
-            file, a missing column (listing the available ones), a non-numeric, empty or NaN cell, or
-            duplicate time stamps.
+            file, a missing column (listing the available ones), a non-numeric, empty or NaN cell, a
+            time column with a cell that is no time stamp or with mixed formats, or a repeated time
+            stamp (both lines named).
     """
     path = Path(path)
     header, body = _read_rows(path)
@@ -143,45 +209,29 @@ def load_csv(path: str | os.PathLike[str], target: str, features: Sequence[str] 
     if time_column not in (None, AUTO) and time_column not in columns:
         raise DataError(f"{path}: no time column '{time_column}'; the columns are {header}")
     try:
-        tname, times = _find_time_column(header, columns, time_column)
+        tname, times = _find_time_column(header, columns, time_column, lines)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
     others = [h for h in header if h != tname]
     if target not in columns:
         raise DataError(f"{path}: no target column '{target}'; the columns are {header}")
     if target == tname:
-        raise DataError(f"{path}: the target '{target}' is the time column; pick a numeric column "
-                        f"among {others}")
+        raise DataError(f"{path}: the target '{target}' is the time column; forecast a numeric column "
+                        f"(--target) among {others}")
     if features is None:
         feats = [h for h in others if _is_numeric_column(columns[h])]
         ignored = tuple(h for h in others if h not in feats)
         if target not in feats:
             feats.append(target)  # reported as non-numeric by _column_values below
     else:
-        feats = list(features)
-        ignored = ()
-        if not feats:
-            raise DataError(f"{path}: the features list is empty; give at least one column among {others}")
-        missing = [f for f in feats if f not in columns]
-        if missing:
-            raise DataError(f"{path}: no feature column(s) {missing}; the columns are {header}")
-        dupes = sorted({f for f in feats if feats.count(f) > 1})
-        if dupes:
-            raise DataError(f"{path}: feature(s) {dupes} listed twice; list each column once")
-        if tname in feats:
-            raise DataError(f"{path}: '{tname}' is the time column and cannot be a feature; pass "
-                            "time_column=None to treat it as a plain number")
+        feats, ignored = list(features), ()
+        _check_features(path, feats, header, others, tname, times)
     data = {h: _column_values(path, h, columns[h], lines) for h in dict.fromkeys([*feats, target])}
     values = np.stack([data[f] for f in feats], axis=1)
     y = data[target]
     if times is not None:
-        order = np.argsort(times, kind="stable")
+        order = _sort_by_time(path, tname, times, columns[tname], lines)
         times, values, y = times[order], values[order], y[order]
-        same = np.flatnonzero(times[1:] == times[:-1])
-        if same.size:
-            a, b = lines[order[same[0]]], lines[order[same[0] + 1]]
-            raise DataError(f"{path}: lines {a} and {b} have the same time stamp ({times[same[0]]}) in "
-                            f"column '{tname}'; a file must hold one series, one row per time step")
     return TimeSeries(values=values, feature_names=tuple(feats), target_name=target, target=y,
                       target_index=feats.index(target) if target in feats else None, time=times,
                       time_column=tname, source=source or str(path), ignored_columns=ignored)

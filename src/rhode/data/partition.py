@@ -51,16 +51,21 @@ def partition(series: TimeSeries, n_parties: int, scheme: str = "iid", seed: int
         DataError: unknown scheme, n_parties < 1, or chunks shorter than ``min_rows``.
     """
     if scheme not in SCHEMES:
-        raise DataError(f"unknown partition scheme '{scheme}'; choose one of {sorted(SCHEMES)}")
+        raise DataError(f"unknown partition scheme '{scheme}' (--partition); choose one of {sorted(SCHEMES)}")
     if n_parties < 1 or chunks_per_party < 1:
-        raise DataError(f"n_parties ({n_parties}) and chunks_per_party ({chunks_per_party}) must be >= 1")
+        raise DataError(f"the number of data holders (--parties) {n_parties} and of chunks per party "
+                        f"{chunks_per_party} must be >= 1")
     n = series.n_rows
     n_chunks = n_parties if scheme == "blocks" else n_parties * chunks_per_party
     if n // n_chunks < min_rows:
-        hint = "" if scheme == "blocks" else " or fewer chunks_per_party"
-        raise DataError(f"{series.source}: {n} rows cut into {n_chunks} chunks give {n // n_chunks} rows per "
-                        f"chunk, fewer than the {min_rows} needed for a window; use fewer parties{hint}, "
-                        "a shorter window, or a longer series")
+        blocks = scheme == "blocks"
+        what = (f"{n_parties} blocks (one per data holder)" if blocks
+                else f"{n_chunks} chunks ({chunks_per_party} per data holder)")
+        other = "" if blocks else ", one block per data holder with --partition blocks"
+        raise DataError(f"{series.source}: {n} rows cut into {what} give {n // n_chunks} rows per "
+                        f"{'block' if blocks else 'chunk'}, fewer than the {min_rows} needed for windows; "
+                        f"use fewer parties (--parties){other}, shorter windows (--timesteps) or a longer "
+                        "series")
     chunks = np.array_split(np.arange(n), n_chunks)
     if scheme == "blocks":
         groups = [[p] for p in range(n_parties)]

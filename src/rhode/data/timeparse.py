@@ -75,8 +75,26 @@ def _is_number(cell: str) -> bool:
 
 
 def numeric_times(cells: Sequence[str]) -> np.ndarray | None:
-    """Cells of a time-like column that are plain numbers (e.g. an hour index) as float64, or None."""
+    """Cells of a time-like column that are plain finite numbers (e.g. an hour index) as float64, or
+    None (a cell that is no number, NaN or infinite)."""
     try:
-        return np.array([float(c) for c in cells], dtype=np.float64)
+        out = np.array([float(c) for c in cells], dtype=np.float64)
     except ValueError:
         return None
+    return out if np.all(np.isfinite(out)) else None
+
+
+def cell_format(cell: str) -> str | None:
+    """The format :func:`parse_times` would read one cell with ("iso", or a strptime pattern, e.g.
+    ``%d/%m/%Y %H:%M``), or None if the cell is no date; to name the cells of a column that mixes
+    formats."""
+    cell = cell.strip()
+    if not cell:
+        return None
+    if _iso([cell]) is not None:
+        return "iso"
+    for date_fmt in _DATE_FORMATS:
+        for clock in _CLOCK_SUFFIXES:
+            if _with_format([cell], date_fmt + clock) is not None:
+                return date_fmt + clock
+    return None

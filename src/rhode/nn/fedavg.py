@@ -106,9 +106,10 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     """
     train.validate()
     if isinstance(global_iterations, bool) or not isinstance(global_iterations, int) or global_iterations < 1:
-        raise ParameterError(f"global_iterations must be a positive integer, got {global_iterations!r}")
+        raise ParameterError(f"the number of global iterations (--iterations) must be a positive integer, "
+                             f"got {global_iterations!r}")
     if len(parties) == 0:
-        raise ParameterError("train_federated needs at least one data holder")
+        raise ParameterError("federated training needs at least one data holder, got none")
     data = [check_windows(model, X, Y) for X, Y in parties]
     params = {k: np.array(v, dtype=float) for k, v in model.init_params(seed).items()}
     result = FedResult(params, [params])

@@ -53,7 +53,7 @@ class RecurrentModel:
         """Weights and biases uniform in [-1/sqrt(h), 1/sqrt(h)] (torch's default), from ``seed``
         only: every party that knows the seed gets the same initial model. float64 arrays."""
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
+            raise ParameterError(f"seed must be a non-negative integer (--seed), got {seed!r}")
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x524E4E]))
         k = 1.0 / np.sqrt(self.config.hidden_size)
         return {name: rng.uniform(-k, k, size=shape) for name, shape in self.param_shapes.items()}
@@ -61,7 +61,7 @@ class RecurrentModel:
     def check_inputs(self, xs: Sequence[Tensor]) -> None:
         """Raise :class:`ParameterError` unless xs is a non-empty sequence of (b, input_size) tensors."""
         if len(xs) == 0:
-            raise ParameterError("a sequence needs at least one timestep (got T = 0)")
+            raise ParameterError("a sequence needs at least one timestep (--timesteps; got T = 0)")
         shape = np.shape(xs[0])
         if len(shape) != 2 or shape[1] != self.config.input_size:
             raise ParameterError(
@@ -97,7 +97,7 @@ class RecurrentModel:
         are ``backend.param(zeros)``).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ParameterError(f"the batch size (--batch) must be a positive integer, got {batch_size!r}")
         inv_b = np.full((batch_size, self.config.output_size), 1.0 / batch_size)
         e = backend.mul(backend.sub(yhat, y), backend.data(inv_b))
         grads = {"W_y": backend.outer(cache.h_last, e), "b_y": backend.batch_sum(e)}

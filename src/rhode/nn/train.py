@@ -18,10 +18,15 @@ from rhode.nn.model import RecurrentModel
 from rhode.nn.optim import update
 from rhode.tensor.base import Backend, Tensor
 
+# how the arguments of batch_indices are named in messages, and the CLI option where there is one
+_LABELS = {"seed": ("seed", " (--seed)"), "batch_size": ("batch size", " (--batch)"),
+           "n_samples": ("window count", "")}
+
 
 def _nonneg(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
+        label, flag = _LABELS.get(name, (name, ""))
+        raise ParameterError(f"{label} must be a non-negative integer{flag}, got {value!r}")
     return int(value)
 
 
@@ -41,11 +46,11 @@ def batch_indices(n_samples: int, batch_size: int, *, seed: int, party: int, ite
            (("seed", seed), ("party", party), ("iteration", iteration), ("step", step))]
     n, b = _nonneg("n_samples", n_samples), _nonneg("batch_size", batch_size)
     if b == 0:
-        raise ParameterError("batch_size must be at least 1")
+        raise ParameterError("the batch size (--batch) must be at least 1")
     if n < b:
         raise DataError(
-            f"party {party} has {n} windows, fewer than batch_size {b}; lower batch_size, shorten the "
-            "window or give this party more rows")
+            f"party {party} has {n} windows, fewer than the batch size (--batch) {b}; lower --batch, "
+            "shorten the window (--timesteps) or give this party more rows")
     rng = np.random.default_rng(np.random.SeedSequence(key))
     return np.sort(rng.choice(n, size=b, replace=False))
 
