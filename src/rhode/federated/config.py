@@ -43,6 +43,10 @@ def option_name(name: str) -> str:
     return FLAGS.get(name, f"configuration key {name}")
 
 
+#: the smallest --test-fraction (and 1 minus the largest): below it the row counts it implies overflow
+MIN_FRACTION = 1e-6
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that fixes a run. Field names are the CLI flags (``--hidden`` -> ``hidden``) except
@@ -126,8 +130,9 @@ class RunConfig:
                       "per CPU core) or 1 to 16 processes")
         if not isinstance(self.difference, bool):
             raise bad("--difference", f"{self.difference!r}; expected true or false")
-        if not (_is_number(self.test_fraction) and 0 < self.test_fraction < 1):
-            raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1)")
+        if not (_is_number(self.test_fraction) and MIN_FRACTION <= self.test_fraction <= 1 - MIN_FRACTION):
+            raise bad("--test-fraction", f"{self.test_fraction!r}; expected a number in (0, 1), "
+                      f"at least {MIN_FRACTION:g} from either end")
         if not (_is_int(self.seed) and self.seed >= 0):
             raise bad("--seed", f"{self.seed!r}; expected an integer >= 0")
         from rhode.mhe.params import PRESETS  # deferred: `rhode --help` does not load OpenFHE

@@ -40,6 +40,7 @@ from rhode.data import (
 )
 from rhode.errors import DataError, ProtocolError, SerializationError
 from rhode.federated.config import RunConfig, resolve_batch
+from rhode.federated.limits import check_magnitudes
 from rhode.packing import plan as packing_plan
 
 
@@ -80,7 +81,12 @@ def load_holders(cfg: RunConfig) -> list[HolderData]:
             whole = whole.rows(max(0, whole.n_rows - cfg.max_rows), whole.n_rows)
         series = partition(whole, cfg.parties, cfg.partition, cfg.seed,
                            min_rows=math.ceil(need / cfg.test_fraction))
-    return [HolderData(i, *split_holder(s, cfg, i)) for i, s in enumerate(series)]
+    holders = [HolderData(i, *split_holder(s, cfg, i)) for i, s in enumerate(series)]
+    # every holder's pre-scaled statistics must be encodable at the preset's scale (before any key)
+    sources = list(cfg.data) or [h.train.source for h in holders]
+    values = [stat_values(h.train) for h in holders]
+    check_magnitudes(sources, values, holders[0].train.stat_columns, cfg.preset)
+    return holders
 
 
 def split_holder(series: TimeSeries, cfg: RunConfig, index: int) -> tuple[TimeSeries, TimeSeries]:
