@@ -243,3 +243,23 @@ def test_damaged_run_json_names_the_file(trained, text):
         assert_one_line_error(proc, str(run / "run.json"))
         assert "KeyError" not in proc.stderr
     assert not os.path.exists(work / "pd")
+
+
+def test_predict_without_a_run_names_model_not_resume(tmp_path):
+    (tmp_path / "empty").mkdir()
+    query = write_csv(tmp_path / "query.csv", rows=40)
+    proc = rhode("predict", "--model", str(tmp_path / "empty"), "--data", str(query), "--out",
+                 str(tmp_path / "p"), cwd=tmp_path)
+    assert_one_line_error(proc, "--model must be the --out directory")
+    assert "--resume" not in proc.stderr
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_resume_names_a_missing_secret_share(trained):
+    work, files, _, _ = trained
+    run = copy_run(trained, "no-share")
+    (run / "parties" / "party-1.key").unlink()
+    proc = rhode(*train_args(files, run, "--iterations", "3", "--resume"), cwd=work)
+    assert_one_line_error(proc, "data holder 1 has no secret share", "party-1.key is missing")
+    assert read_checkpoint(run).iteration == 2  # the checkpoint is kept

@@ -68,13 +68,13 @@ def write_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
     return target
 
 
-def read_checkpoint(directory: str | Path) -> Checkpoint:
+def read_checkpoint(directory: str | Path, hint: str = "start a new run without --resume") -> Checkpoint:
     """Read and verify ``directory/checkpoint.rhode`` (CheckpointError if missing or corrupted)."""
     path = Path(directory) / CHECKPOINT_NAME
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint in {directory}; start a new run without --resume") from None
+        raise CheckpointError(f"no checkpoint in {directory}; {hint}") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
     if len(raw) < len(MAGIC) + 4 + 32 or not raw.startswith(MAGIC):
@@ -111,13 +111,14 @@ class RunFiles(NamedTuple):
     checkpoint: Checkpoint | None
 
 
-def read_run(d: str | Path, need_checkpoint: bool = False) -> RunFiles:
+def read_run(d: str | Path, need_checkpoint: bool = False, hint: str | None = None) -> RunFiles:
     """run.json, its configuration, its global statistics and the checkpoint (None if there is none
     and ``need_checkpoint`` is false) of the run in ``d``. CheckpointError naming the file if run.json
     is damaged or edited (its configuration must give its fingerprint), or if it and the checkpoint are
-    not of one run (same fingerprint, and the checkpoint records the sha256 of run.json)."""
+    not of one run (same fingerprint, and the checkpoint records the sha256 of run.json). ``hint``:
+    what the error says to do when there is no run (default: the --resume one)."""
     d = Path(d)
-    meta = read_run_json(d)
+    meta = read_run_json(d) if hint is None else read_run_json(d, hint)
     path = d / RUN_JSON
     try:
         cfg = RunConfig.from_dict(meta["config"])
@@ -128,7 +129,8 @@ def read_run(d: str | Path, need_checkpoint: bool = False) -> RunFiles:
     if fp != meta["fingerprint"]:
         raise CheckpointError(f"{path} was edited: its configuration does not match its fingerprint; "
                               "restore the run.json the run wrote")
-    ckpt = read_checkpoint(d) if need_checkpoint or (d / CHECKPOINT_NAME).exists() else None
+    has_ckpt = need_checkpoint or (d / CHECKPOINT_NAME).exists()
+    ckpt = (read_checkpoint(d) if hint is None else read_checkpoint(d, hint)) if has_ckpt else None
     if ckpt is not None and ckpt.fingerprint != fp:
         raise CheckpointError(f"{path} and the checkpoint in {d} are of different runs (their fingerprints "
                               "differ); restore the run.json the run wrote")

@@ -232,14 +232,18 @@ def load_public_keys(directory: str | os.PathLike) -> MheContext:
 RUN_JSON_FIELDS = {"config": dict, "fingerprint": str, "global_stats": dict, "n_features": int}
 
 
-def read_run_json(directory: str | os.PathLike) -> dict:
+#: what to do when --resume finds no run (callers with another flag, e.g. predict's --model, say theirs)
+RESUME_HINT = "start one without --resume"
+
+
+def read_run_json(directory: str | os.PathLike, hint: str = RESUME_HINT) -> dict:
     """The run.json of ``directory`` (CheckpointError naming the file if missing, corrupted or
-    without one of :data:`RUN_JSON_FIELDS`)."""
+    without one of :data:`RUN_JSON_FIELDS`; ``hint`` says what to do when it is missing)."""
     path = Path(directory) / RUN_JSON
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"no run in {directory} (no {RUN_JSON}); start one without --resume") from None
+        raise CheckpointError(f"no run in {directory} (no {RUN_JSON}); {hint}") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is unreadable or corrupted: {exc}") from None
     if not isinstance(meta, dict):

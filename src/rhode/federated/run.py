@@ -403,13 +403,17 @@ def _diff(stored: dict, cfg: RunConfig) -> str:
     return ", ".join(f"{k}: {stored.get(k)!r} then, {now[k]!r} now" for k in keys) or "CKKS preset"
 
 
+#: what predict says when --model holds no finished run
+MODEL_HINT = "--model must be the --out directory of a rhode train or rhode demo run with a checkpoint"
+
+
 def run_prediction(model_dir: Path, data: Path, out: Path) -> dict:
     """A querier's CSV against the trained encrypted model in ``model_dir``: predictions.csv (levels,
     original units), predictions.png and report.json (MAE in original units, beside persistence), with
     the marker predict.json, in ``out`` (0700, files 0600): never a training run's directory, never over
     files rhode predict did not write there; a failed prediction removes what it wrote."""
     model_dir, out = Path(model_dir), Path(out)
-    _, cfg, total, ckpt = read_run(model_dir, need_checkpoint=True)
+    _, cfg, total, ckpt = read_run(model_dir, need_checkpoint=True, hint=MODEL_HINT)
     series = query_series(data, total, cfg)
     w = forecast_windows(series, Normalizer.from_stats(total), cfg.timesteps, cfg.horizon)
     ctx = load_public_keys(model_dir)

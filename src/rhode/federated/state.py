@@ -229,7 +229,9 @@ class MemoryState(HolderState):
         if self._party is None:
             path = self._secret_path()
             if path is None or not path.exists():
-                raise ProtocolError(f"data holder {self.index} has no secret share; start a new run")
+                where = f" ({path} is missing)" if path is not None else ""
+                raise ProtocolError(f"data holder {self.index} has no secret share{where}; restore that file "
+                                    "from a backup or start a new run")
             self._party = Party.load(self.context(), path)
         return self._party
 
