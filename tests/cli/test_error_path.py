@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli_util import invoke
 from test_bad_input import write_csv
 
 from rhode import cli
@@ -24,16 +25,7 @@ from rhode.federated.config import FLAGS, RunConfig
 def rhode(argv: list[str], capsys) -> tuple[int, str, str]:
     """``rhode ARGV`` in this process: (exit status, stdout, stderr); the SIGTERM handler it installs
     is put back."""
-    old = signal.getsignal(signal.SIGTERM)
-    try:
-        cli.run(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return invoke(argv)
 
 
 def one_line(code: int, err: str, *needles: str) -> str:

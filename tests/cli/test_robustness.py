@@ -12,18 +12,14 @@ derandomized (the same examples on every run) and without an example database.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_util import invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from rhode import cli
 
 BASE = ("--preset", "test", "--quiet", "--workers", "1", "--iterations", "1", "--hidden", "2",
         "--timesteps", "2", "--max-test-windows", "4")
@@ -39,23 +35,6 @@ HEADER = ["date", "demand", "temp"]
 
 
 # --- running the command and checking the outcome -----------------------------------------------------
-
-def invoke(argv: list[str]) -> tuple[int, str, str]:
-    """``rhode ARGV`` in this process: (exit status, stdout, stderr). An exception that escapes the
-    command's error path propagates (the test fails with its traceback)."""
-    old = signal.getsignal(signal.SIGTERM)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.run(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    return code, out.getvalue(), err.getvalue()
-
 
 def snapshot(path: Path) -> dict[str, tuple[bytes | None, int]] | None:
     """Every file and directory under ``path`` (itself included): bytes (None for a directory) and
