@@ -20,7 +20,7 @@ import pytest
 
 from rhode.data import Normalizer, TimeSeries, difference, forecast_windows, make_windows
 from rhode.errors import RhodeError
-from rhode.federated.baselines import accuracy, baselines, linear_ar, seasonal_period
+from rhode.federated.baselines import accuracy, baselines, linear_ar, seasonal_period, time_step_notes
 from rhode.federated.report import (
     NON_FINITE_KEY,
     DivergenceError,
@@ -252,3 +252,16 @@ def test_encrypted_run_with_differencing_equals_its_mirror_in_levels(tmp_path):
     w = FlowerQuerier(tmp_path / "run").forecast(tmp_path / "query.csv")
     assert w.X.shape == (27, 2, 2) and w.map.differenced
     np.testing.assert_allclose(w.map.original(w.truth)[:, 0], level[3:], rtol=1e-9)
+
+
+def test_time_step_notes_name_the_gaps():
+    x = np.sin(np.arange(60) / 5.0)
+    regular = ramp_series(x, time=hourly(60))
+    assert time_step_notes([regular]) == []
+    t = hourly(60)
+    t[30:] += np.timedelta64(5, "h")  # one gap of 6 hours instead of 1
+    (note,) = time_step_notes([regular, ramp_series(x, time=t)])
+    assert note.startswith("s: 1 of 59 time steps differ from the usual 1 h (largest 6 h)"), note
+    s, w, train = windows(x, T=3, h=1, time=t)
+    assert baselines(w, [train], [s], horizon=1)["time_step_notes"] == time_step_notes([s])
+    assert time_step_notes([ramp_series(x, time=np.arange(60.0) * 2)]) == []  # plain-number steps

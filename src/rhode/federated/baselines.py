@@ -90,6 +90,37 @@ def seasonal_period(series: Sequence[TimeSeries]) -> tuple[int | None, str]:
     return None, f"no known season for a time step of {step} s"
 
 
+def _span(step: float, dated: bool) -> str:
+    if not dated:
+        return f"{step:g}"
+    for unit, secs in (("days", DAY), ("h", 3600), ("min", 60)):
+        if step >= secs:
+            return f"{step / secs:g} {unit}"
+    return f"{step:g} s"
+
+
+def time_step_notes(series: Sequence[TimeSeries]) -> list[str]:
+    """One sentence per series whose time column is not evenly spaced within its stretches: how many
+    steps differ from its usual (median) step, and the largest. The run trains across such gaps (a
+    window may span one); the report says so instead of accepting them silently."""
+    notes = []
+    for s in series:
+        if s.time is None:
+            continue
+        dated = np.issubdtype(s.time.dtype, np.datetime64)
+        t = np.asarray(s.time, dtype="datetime64[s]").astype(np.int64) if dated else np.asarray(s.time, float)
+        steps = np.concatenate([np.diff(t[a:b]) for a, b in s.segments()] or [np.zeros(0)])
+        if not steps.size:
+            continue
+        usual = float(np.median(steps))
+        odd = steps != usual
+        if np.any(odd):
+            notes.append(f"{s.source}: {int(odd.sum())} of {steps.size} time steps differ from the usual "
+                         f"{_span(usual, dated)} (largest {_span(float(steps.max()), dated)}); training "
+                         "windows may span these gaps")
+    return notes
+
+
 def linear_ar(parties: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray) -> np.ndarray:
     """(m, 1) predictions on X (m, T, d) of the least-squares linear model (with intercept) fitted on
     every party's training windows (X_i (n_i, T, d), Y_i (n_i, 1)) pooled; model units."""
@@ -105,7 +136,8 @@ def linear_ar(parties: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray) -
 def baselines(w: Windows, parties: Sequence[tuple[np.ndarray, np.ndarray]], series: Sequence[TimeSeries],
               horizon: int) -> dict:
     """The baselines' MAEs on the windows ``w`` (None where one cannot be computed, with the reason in
-    ``baseline_notes``), ``seasonal_period`` and ``baseline_notes``."""
+    ``baseline_notes``), ``seasonal_period``, ``baseline_notes`` and ``time_step_notes``
+    (:func:`time_step_notes` of the training series)."""
     def mae(pred: np.ndarray | None) -> float | None:
         return None if pred is None else float(np.mean(np.abs(pred - w.truth)))
 
@@ -128,6 +160,7 @@ def baselines(w: Windows, parties: Sequence[tuple[np.ndarray, np.ndarray]], seri
         "seasonal_period": period,
         "test_mae_linear_ar": mae(w.levels(linear_ar(parties, w.X))),
         "baseline_notes": notes,
+        "time_step_notes": time_step_notes(series),
     }
 
 
