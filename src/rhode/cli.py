@@ -53,6 +53,9 @@ _RUN_OPTIONS: list[tuple[str, Any, str]] = [
     ("seed", int, "seed every party agrees on (initial weights, batches)"),
     ("test_fraction", float, "last fraction of each holder's rows held out"),
     ("max_test_windows", int, "test windows the querier asks about"),
+    ("query_batches", int,
+     "querier batches (each one ciphertext of up to a batch of windows) that rhode predict may reveal "
+     "after training: reserved in the keys' decryption budget (docs/security.md)"),
     ("workers", int,
      "processes for the data holders' local training (default 0: one per data holder, at most two per "
      "CPU core; 1: sequential)"),

@@ -30,3 +30,8 @@ class SerializationError(RhodeError):
 
 class CheckpointError(RhodeError):
     """A checkpoint that is missing, corrupted or made with other parameters."""
+
+
+class BudgetError(RhodeError):
+    """A decryption that the joint key's decryption budget does not cover (the flooding was sized for
+    fewer revealed ciphertexts)."""

@@ -51,14 +51,15 @@ def in_process_reference(csvs: list[Path], rc: dict, queries=None, workers: int 
     cfg = RunConfig(**{**dc.run.to_dict(), "data": tuple(str(c) for c in csvs), "features": dc.run.features})
     holders = load_holders(cfg)
     with Federation(cfg, [h.train for h in holders], workers=workers) as fed:
-        total = fed.keygen()
+        total = fed.keygen(inspect=14 * cfg.global_iterations)  # the model after each iteration (LSTM: 14)
         enc = fed.agg.encrypt_model(fed.agg.model.init_params(cfg.seed))
         models = []
         for it in range(cfg.global_iterations):
             enc, _ = fed.agg.iteration(it, enc, total)
             models.append(fed.agg.decrypt_model(enc))
         out = {"models": models, "count": total.count, "sum": total.sum, "sumsq": total.sumsq,
-               "exps": np.max([magnitude_exponents(stat_values(h.train)) for h in holders], axis=0)}
+               "exps": np.max([magnitude_exponents(stat_values(h.train)) for h in holders], axis=0),
+               "reveal_error_bound": fed.agg.ctx.params.reveal_error_bound(cfg.n_parties)}
         if queries is not None:
             out["predictions"] = fed.predict(enc, queries)
     return out
@@ -226,3 +227,23 @@ def probe_app(directory: Path) -> Path:
     (directory / "pyproject.toml").write_text(text)
     (directory / "probe_server.py").write_text(PROBE_SERVER)
     return directory
+
+
+def relay_transport(rc: dict, node_configs: list[dict]):
+    """A LocalTransport whose data holders are reached as a Flower node reaches them: every message
+    relayed as bytes by :func:`rhode.federated.flower.relay.forward` (what the ClientApp does) to the
+    node's holder service (a real process per holder), without a SuperLink. Stop the services with
+    ``NodeStore(storage).kill_worker()``."""
+    import os
+
+    from rhode.federated.flower import relay
+    from rhode.federated.payload import pack_bundle, unpack_bundle
+    from rhode.federated.transport import LocalTransport
+
+    def handler(node_config):
+        return lambda step, p: unpack_bundle(pack_bundle(relay.forward(
+            step, unpack_bundle(pack_bundle(p)), rc, node_config, os.getpid())))
+
+    t = LocalTransport({c["party-index"]: handler(c) for c in node_configs})
+    t.keeps_public_keys = True
+    return t

@@ -1,7 +1,7 @@
 """The Flower deployment's building blocks without a deployment: payloads as Flower records and as
 bundles (bytes only, every corruption a rhode error), run/node configuration errors, the aggregator's
-rejection of a corrupted answer (naming the data holder), the node-local worker's start failure, and
-the generated TLS certificates."""
+rejection of a corrupted answer (naming the data holder), the node-local holder service (every step
+relayed to it, rhode errors answered, the service kept), and the generated TLS certificates."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from _localhost import config_arg, make_certificates
 
 from rhode.errors import ParameterError, ProtocolError, RhodeError, SerializationError
 from rhode.federated.aggregator import Aggregator
-from rhode.federated.flower import link as W
+from rhode.federated.flower import relay
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import NodeStore
 from rhode.federated.flower.wire import from_recorddict, to_recorddict
@@ -166,46 +166,49 @@ def test_missing_holder_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_node_side_runs_the_protocol_through_bytes_without_flower(tmp_path):
-    """The deployment's policy (DeploymentRun) and its data holders' node state (NodeState, the node
-    worker for jobs: real processes) with every payload crossing as a bundle, as on the wire, but
-    without a SuperLink: one global iteration equals the sequential in-process engine's to TOL
-    (the Flower deployment test checks the same on a real SuperLink, more slowly)."""
-    from _flower_util import decrypt_checkpoint, in_process_reference, run_config, write_csvs
+    """The deployment's policy (DeploymentRun) and its data holders as a Flower node runs them: every
+    message relayed as bytes by :func:`relay.forward` (what the ClientApp does) to the node's holder
+    service (a real process per holder, its state in memory), but without a SuperLink: one global
+    iteration equals the sequential in-process engine's to TOL (the Flower deployment test checks the
+    same on a real SuperLink, more slowly)."""
+    from _flower_util import decrypt_checkpoint, in_process_reference, relay_transport, run_config, write_csvs
 
-    from rhode.federated.flower.node import NodeState
     from rhode.federated.flower.server import DeploymentRun
-    from rhode.federated.holder import HolderSide
 
     csvs = write_csvs(tmp_path)
     rc = run_config(tmp_path / "server", **{"global-iterations": 1})
-    dc = DeployConfig.from_run_config(rc)
     configs = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")}
                for i, c in enumerate(csvs)]
-    nodes = [NodeConfig.from_node_config(c) for c in configs]
-
-    def handler(node):  # a fresh state per message, as a ClientApp process has
-        return lambda step, p: unpack_bundle(pack_bundle(
-            HolderSide(NodeState(node, dc, os.getpid())).handle(step, unpack_bundle(pack_bundle(p)))))
-
-    transport = LocalTransport({n.party_index: handler(n) for n in nodes})
-    transport.keeps_public_keys = True
+    pids = []
     try:
-        summary = DeploymentRun(dc, transport).train()
-        iteration, model = decrypt_checkpoint(tmp_path / "server", [n.storage for n in nodes])
+        summary = DeploymentRun(DeployConfig.from_run_config(rc), relay_transport(rc, configs)).train()
+        pids = [NodeStore(c["storage"]).worker_pid() for c in configs]
+        iteration, model = decrypt_checkpoint(tmp_path / "server", [c["storage"] for c in configs])
     finally:
-        for n in nodes:
-            NodeStore(n.storage).kill_worker()
+        for c in configs:
+            NodeStore(c["storage"]).kill_worker()
     assert summary["iterations"] == iteration == 1
+    assert all(pids) and len(set(pids)) == 3 and os.getpid() not in pids  # one service per holder
     want = in_process_reference(csvs, rc)["models"][0]
     assert max(float(np.max(np.abs(model[k] - want[k]))) for k in want) <= 1e-3
 
 
-def test_worker_without_keys_fails_to_start_with_a_rhode_error(tmp_path):
+def test_holder_service_answers_errors_and_keeps_serving(tmp_path):
     store = NodeStore(tmp_path / "node")
     assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700
-    with pytest.raises(ProtocolError, match="exited at start"):
-        W.ensure_worker(store, os.getpid())
-    assert "no public context" in (store.worker_dir / "worker.log").read_text()
+    node = {"party-index": 0, "storage": str(store.root)}
+    try:
+        ans = relay.forward(Step.DECRYPT.value, Payload(), RC, node, os.getpid())
+        assert ans.error is not None and "no public context" in ans.error
+        pid = store.worker_pid()
+        assert pid is not None and stat.S_IMODE(os.stat(store.socket_path).st_mode) == 0o600
+        ans = relay.forward("query.nonsense", Payload(), RC, node, os.getpid())
+        assert ans.error is not None and "unknown step" in ans.error
+        ans = relay.forward(Step.DECRYPT.value, Payload(), {}, node, os.getpid())
+        assert ans.error is not None and "n-parties" in ans.error
+        assert store.worker_pid() == pid  # the same service answered all three
+    finally:
+        store.kill_worker()
     assert store.worker_pid() is None
 
 

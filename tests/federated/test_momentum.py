@@ -59,7 +59,7 @@ def _setup(cfg: RunConfig, workers: int = 1, out=None):
     """A federation after key generation; (federation, stats, holders' windows, polynomial model)."""
     holders = load_holders(cfg)
     fed = Federation(cfg, [h.train for h in holders], parties_dir(out) if out else None, workers=workers)
-    stats = fed.keygen()
+    stats = fed.keygen(inspect=200)  # the tests decrypt the model after every iteration
     window_holders(holders, Normalizer.from_stats(stats), cfg)
     parties = [(h.X, h.Y) for h in holders]
     return fed, stats, parties, holders[0].train.n_features
@@ -258,45 +258,30 @@ def test_flower_policy_keeps_and_restores_the_velocities(tmp_path):
     the wire, but without a SuperLink (as tests/federated/test_flower_wire.py): one iteration, then a
     resumed DeploymentRun continues from the checkpoint's model and velocities; the result equals the
     sequential in-process engine's two uninterrupted iterations to TOL."""
-    import os
+    from _flower_util import decrypt_checkpoint, in_process_reference, relay_transport, run_config, write_csvs
 
-    from _flower_util import decrypt_checkpoint, in_process_reference, run_config, write_csvs
-
-    from rhode.federated.flower.node import NodeState
     from rhode.federated.flower.server import DeploymentRun
-    from rhode.federated.flower.settings import DeployConfig, NodeConfig
+    from rhode.federated.flower.settings import DeployConfig
     from rhode.federated.flower.store import NodeStore
-    from rhode.federated.holder import HolderSide
-    from rhode.federated.payload import pack_bundle, unpack_bundle
-    from rhode.federated.transport import LocalTransport
 
     csvs = write_csvs(tmp_path)
     rc = run_config(tmp_path / "server", **{"momentum": 0.7, "lr-decay": 0.8})
-    nodes = [NodeConfig.from_node_config({"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")
-                                          }) for i, c in enumerate(csvs)]
-
-    def transport(dc):
-        def handler(node):  # a fresh state per message, as a ClientApp process has
-            return lambda step, p: unpack_bundle(pack_bundle(
-                HolderSide(NodeState(node, dc, os.getpid())).handle(step, unpack_bundle(pack_bundle(p)))))
-
-        t = LocalTransport({n.party_index: handler(n) for n in nodes})
-        t.keeps_public_keys = True
-        return t
+    nodes = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")}
+             for i, c in enumerate(csvs)]
 
     try:
-        first = DeployConfig.from_run_config({**rc, "global-iterations": 1})
-        DeploymentRun(first, transport(first)).train()
+        rc1 = {**rc, "global-iterations": 1}
+        DeploymentRun(DeployConfig.from_run_config(rc1), relay_transport(rc1, nodes)).train()
         ckpt = read_checkpoint(tmp_path / "server")
         params = [k for k in ckpt.model if not k.startswith("velocity/")]
         assert [k for k in ckpt.model if k not in params] == [
             f"velocity/{i}/{k}" for i in range(3) for k in params]  # every holder's, encrypted
-        again = DeployConfig.from_run_config({**rc, "global-iterations": 2, "resume": True})
-        summary = DeploymentRun(again, transport(again)).train()
-        iteration, model = decrypt_checkpoint(tmp_path / "server", [n.storage for n in nodes])
+        rc2 = {**rc, "global-iterations": 2, "resume": True}
+        summary = DeploymentRun(DeployConfig.from_run_config(rc2), relay_transport(rc2, nodes)).train()
+        iteration, model = decrypt_checkpoint(tmp_path / "server", [n["storage"] for n in nodes])
     finally:
         for n in nodes:
-            NodeStore(n.storage).kill_worker()
+            NodeStore(n["storage"]).kill_worker()
     assert summary["resumed_from"] == 1 and iteration == 2
     want = in_process_reference(csvs, rc)["models"][1]
     assert _max_diff(model, want) <= TOL

@@ -34,7 +34,7 @@ FLAGS: dict[str, str] = {
     "momentum": "--momentum", "nesterov": "--nesterov", "lr_decay": "--lr-decay",
     "lr_decay_every": "--lr-decay-every", "clip": "--clip", "clip_value": "--clip-value",
     "preset": "--preset", "seed": "--seed", "test_fraction": "--test-fraction",
-    "max_test_windows": "--max-test-windows", "workers": "--workers",
+    "max_test_windows": "--max-test-windows", "query_batches": "--query-batches", "workers": "--workers",
 }
 
 
@@ -87,6 +87,7 @@ class RunConfig:
     seed: int = 0
     test_fraction: float = 0.2
     max_test_windows: int = 128
+    query_batches: int = 8
     max_rows: int | None = None
     workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +116,7 @@ class RunConfig:
         for name, lo, hi in (("hidden", 1, 64), ("timesteps", 1, 256), ("horizon", 1, 10_000),
                              ("batch", 0, 4096), ("local_steps", 1, 1000),
                              ("global_iterations", 1, 10_000), ("max_test_windows", 1, 1_000_000),
+                             ("query_batches", 0, 1_000_000),
                              ("lr_decay_every", 1, 10_000)):
             value = getattr(self, name)
             if not _is_int(value) or not lo <= value <= hi:
@@ -166,7 +168,7 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of every field that changes what a run computes (resume must match it)."""
         d = self.to_dict()
-        for volatile in ("global_iterations", "max_test_windows", "workers", "extra"):
+        for volatile in ("global_iterations", "max_test_windows", "query_batches", "workers", "extra"):
             d.pop(volatile, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

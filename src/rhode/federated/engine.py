@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 
 from rhode.data import Stats
 from rhode.federated.aggregator import Aggregator
+from rhode.federated.budget import budgeted, run_budget
 from rhode.federated.config import RunConfig, run_fingerprint
 from rhode.federated.files import PARTIES_DIR
 from rhode.federated.holder import HolderSide
@@ -35,7 +37,7 @@ from rhode.federated.schema import Step
 from rhode.federated.state import HolderSettings, MemoryState
 from rhode.federated.transport import LocalTransport, Transport
 from rhode.federated.workers import JobWorkers
-from rhode.mhe import MheContext, Querier, preset
+from rhode.mhe import CkksParams, MheContext, Querier, preset
 
 
 class Federation:
@@ -89,9 +91,16 @@ class Federation:
             self.pool.close()
 
     # -- keys ---------------------------------------------------------------------------------------------
-    def keygen(self) -> Stats:
-        """Collective key generation and the encrypted global statistics (revealed)."""
-        return self.agg.keygen(MheContext(preset(self.cfg.preset)))
+    def keygen(self, params: CkksParams | None = None, inspect: int = 0) -> Stats:
+        """Collective key generation under ``params`` (default: the run's preset, its flooding sized for
+        the run's :func:`~rhode.federated.budget.run_budget` plus ``inspect`` more ciphertexts, which a
+        test or benchmark decrypts to inspect the run, e.g. the model after every iteration) and the
+        encrypted global statistics (revealed)."""
+        if params is None:
+            base = preset(self.cfg.preset)
+            plan = run_budget(self.cfg, self.states[0].train_series().n_features, base)
+            params = budgeted(base, dataclasses.replace(plan, queries=plan.queries + inspect))
+        return self.agg.keygen(MheContext(params))
 
     def attach(self, ctx: MheContext, n_features: int) -> None:
         """A resumed run: the stored public keys in ``ctx``, every holder checked (HELLO)."""

@@ -26,19 +26,23 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rhode.errors import CheckpointError, RhodeError
-from rhode.mhe import MheContext
-from rhode.mhe import serial as S
+
+if TYPE_CHECKING:
+    from rhode.mhe import MheContext
 
 RUN_JSON = "run.json"
 CONTEXT_FILE = "context.rhode"
 EVAL_KEYS_FILE = "evalkeys.rhode"
 CHECKPOINT_FILE = "checkpoint.rhode"
 PARTIES_DIR = "parties"
+#: the count of ciphertexts revealed under the run's keys (:mod:`rhode.federated.budget`)
+DECRYPTIONS_FILE = "decryptions.json"
 TMP_PREFIX = ".tmp-"
 #: what a training run writes to its --out (beside parties/)
-RUN_FILES = (RUN_JSON, CONTEXT_FILE, EVAL_KEYS_FILE, CHECKPOINT_FILE,
+RUN_FILES = (RUN_JSON, CONTEXT_FILE, EVAL_KEYS_FILE, CHECKPOINT_FILE, DECRYPTIONS_FILE,
              "report.json", "predictions.csv", "loss.png", "predictions.png")
 #: what ``rhode predict`` writes to its --out; the marker says that it did
 PREDICT_MARKER = "predict.json"
@@ -119,7 +123,7 @@ def _listing(names: list[str], limit: int = 4) -> str:
 def _abandoned_keygen(d: Path, names: list[str]) -> bool:
     """Only what a run killed during its key generation leaves (keys, parties/ with shares and
     digests): nothing to resume, no run.json."""
-    if not names or not set(names) <= {CONTEXT_FILE, EVAL_KEYS_FILE, PARTIES_DIR}:
+    if not names or not set(names) <= {CONTEXT_FILE, EVAL_KEYS_FILE, DECRYPTIONS_FILE, PARTIES_DIR}:
         return False
     parties = d / PARTIES_DIR
     return not parties.exists() or (parties.is_dir() and not parties.is_symlink() and all(
@@ -209,12 +213,16 @@ def remove_predictions(out: Path, top: Path | None) -> None:
 def save_public_keys(directory: str | os.PathLike, ctx: MheContext) -> None:
     """The public context and the joint evaluation keys to ``directory``."""
     d = Path(directory)
+    from rhode.mhe import serial as S  # deferred: the Flower relay uses this module without OpenFHE
+
     atomic_write(d / CONTEXT_FILE, S.context_to_bytes(ctx))
     atomic_write(d / EVAL_KEYS_FILE, S.eval_keys_to_bytes(ctx))
 
 
 def load_public_keys(directory: str | os.PathLike) -> MheContext:
     """Inverse of :func:`save_public_keys` (CheckpointError if missing or unusable)."""
+    from rhode.mhe import serial as S
+
     d = Path(directory)
     try:
         ctx = S.context_from_bytes((d / CONTEXT_FILE).read_bytes())

@@ -15,6 +15,7 @@ import numpy as np
 from rhode.data import Stats
 from rhode.errors import DataError, ProtocolError
 from rhode.federated import codec as K
+from rhode.federated.budget import Reveal
 from rhode.federated.dataprep import unscale
 from rhode.federated.payload import Blob, Payload
 from rhode.federated.rounds import Rounds
@@ -80,6 +81,7 @@ class KeyGeneration(Rounds):
         self._check_key_tags(ans, "bound its share to")
         sum1 = self.secure_sum(ans, "first")
         round1 = self._relin_round1_and_rotations(ans[0], rotations)
+        self.spend(Reveal.STATISTICS, 1, "the global mean")  # its decryption shares ride on RKG2
         ans = self._all(
             Step.RKG2,
             Payload(
@@ -168,10 +170,8 @@ class KeyGeneration(Rounds):
                 }
             ),
         )
-        var = np.maximum(
-            unscale(self.decrypt([self.secure_sum(ans, "second")], len(sc.columns))[0], exps2, "variance"),
-            0.0,
-        )
+        second = self.decrypt([self.secure_sum(ans, "second")], Reveal.STATISTICS, len(sc.columns))[0]
+        var = np.maximum(unscale(second, exps2, "variance"), 0.0)
         rows = sc.total_rows
         return Stats(tuple(sc.columns), sc.target, rows, mean * rows, (var + mean**2) * rows)
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from rhode.errors import ProtocolError, RhodeError
 from rhode.federated import codec as K
+from rhode.federated.budget import DecryptionLedger, Reveal
 from rhode.federated.config import RunConfig, model_configs
 from rhode.federated.payload import Blob, Payload
 from rhode.federated.schema import Field, Step
@@ -34,6 +35,10 @@ class Rounds:
         round_timeout, connect_timeout: seconds to wait for one round's answers / for every holder
             to connect.
         margin: the aggregator's cipher backend's ``eager_margin``.
+
+    Every ciphertext revealed (decrypted or switched to a querier) is counted in :attr:`ledger`
+    before its shares are requested: the run policy sets a stored ledger; without one an in-memory
+    ledger against the context's ``decryption_budget`` is made on first use.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class Rounds:
         self.refreshed_ciphertexts = 0
         self._forms_used: dict[str, list[str]] = {}
         self.holder_operations: dict[str, int] = {}
+        self.ledger: DecryptionLedger | None = None
 
     @property
     def parties(self) -> list[int]:
@@ -135,8 +141,19 @@ class Rounds:
         self.refreshed_ciphertexts += len(cts)
         return refresh.finalize(ctx, req, agg)
 
-    def decrypt(self, cts: list, length: int | None = None) -> list[np.ndarray]:
-        """Threshold decryption of ``cts`` (flooded shares from every data holder)."""
+    def spend(self, kind: Reveal, count: int, what: str | None = None) -> None:
+        """Count ``count`` ciphertexts of ``kind`` against the joint key's decryption budget before they
+        are revealed (BudgetError, nothing sent, if the budget does not cover them)."""
+        if self.ledger is None:
+            self.ledger = DecryptionLedger(self.ctx.params.decryption_budget)
+        if self.ledger.budget != self.ctx.params.decryption_budget:
+            raise ProtocolError(f"the decryption ledger counts against a budget of {self.ledger.budget}, "
+                                f"the keys' flooding is sized for {self.ctx.params.decryption_budget}")
+        self.ledger.spend(kind, count, what)
+
+    def decrypt(self, cts: list, kind: Reveal, length: int | None = None) -> list[np.ndarray]:
+        """Threshold decryption of ``cts`` (flooded shares from every data holder), counted as ``kind``."""
+        self.spend(kind, len(cts))
         answers = self._all(Step.DECRYPT, Payload({}, {Field.CTS.value: K.cts_blob(self.ctx, cts)}))
         return self.fuse(answers, len(cts), length)
 
@@ -152,8 +169,10 @@ class Rounds:
         return decryption.finalize(self.ctx, agg, length)
 
     def key_switch(self, cts: list, querier_pk) -> list:
-        """Switch ``cts`` from the joint key to a querier's public key (one round)."""
+        """Switch ``cts`` from the joint key to a querier's public key (one round; each ciphertext is
+        counted as a revealed prediction)."""
         ctx = self.ctx
+        self.spend(Reveal.PREDICTION, len(cts), "the querier's prediction")
         pk_blob = Blob(querier_pk, lambda: S.public_key_to_bytes(ctx, querier_pk, S.Kind.QUERIER_PUBLIC_KEY))
         answers = self._all(
             Step.KEY_SWITCH,
@@ -174,7 +193,7 @@ class Rounds:
         names = list(params)
         self.backend.prepare_export(params.values())
         cts = [TC.ciphertexts(params[k]) for k in names]
-        flat = self.decrypt([ct for part in cts for ct in part])
+        flat = self.decrypt([ct for part in cts for ct in part], Reveal.MODEL)
         out, pos = {}, 0
         for k, part in zip(names, cts, strict=True):
             out[k] = self.backend.decode(params[k], flat[pos : pos + len(part)])

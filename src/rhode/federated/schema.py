@@ -88,10 +88,16 @@ class Field(str, enum.Enum):
     SHAPE = "shape"
     LAYOUT = "layout"
     LAYOUTS = "layouts"
-    # the node-local worker's socket (flower.link)
+    # the node-local holder service's socket (flower.link): a request's op, step and configurations,
+    # and (blob) the step's own payload
     OP = "op"
+    STEP = "step"
     RUN_CONFIG = "run_config"
     NODE_CONFIG = "node_config"
+    MESSAGE = "message"
+    # (answer) seconds a deployed holder spent on the round, by part (JSON object): process_start,
+    # relay, load, step, encode (rhode.federated.flower.relay)
+    TIMING = "timing"
     # blobs: the public key and the evaluation keys
     CONTEXT = "context"
     PK_SHARE = "pk_share"
@@ -124,10 +130,9 @@ def input_blob(t: int) -> str:
 
 
 class WorkerOp(str, enum.Enum):
-    """A request to a node's worker process (:mod:`rhode.federated.flower.link`)."""
+    """A request to a node's holder service (:mod:`rhode.federated.flower.link`)."""
 
-    START = "start"    # a job: the TRAIN request plus key_tag, run_config, node_config
-    RESUME = "resume"  # the refreshed ciphertexts of the current pause
+    STEP = "step"      # a protocol step: STEP, RUN_CONFIG, NODE_CONFIG, and the step's payload in MESSAGE
     STATUS = "status"
     STOP = "stop"
 
@@ -137,9 +142,7 @@ class Status(str, enum.Enum):
 
     PENDING = "pending"  # paused: its CTS need a collective refresh
     DONE = "done"  # finished: MODEL holds its result
-    STALE = "stale"  # (worker) it holds other keys than the request: restart it
-    IDLE = "idle"  # (worker status)
-    BUSY = "busy"
+    IDLE = "idle"  # (holder service status)
     STOPPED = "stopped"
 
 

@@ -15,6 +15,7 @@ All of them account for every round (step, seconds, bytes to and from each party
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,15 +37,19 @@ class RoundRecord:
     sent: dict[int, int] = field(default_factory=dict)  # party -> bytes sent to it
     received: dict[int, int] = field(default_factory=dict)  # party -> bytes it sent back
     tag: str = ""
+    holders: dict[int, dict[str, float]] = field(default_factory=dict)  # party -> its seconds, by part
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "step": self.step,
             "seconds": round(self.seconds, 3),
             "tag": self.tag,
             "sent": {str(k): v for k, v in self.sent.items()},
             "received": {str(k): v for k, v in self.received.items()},
         }
+        if self.holders:
+            out["holders"] = {str(k): {n: round(v, 4) for n, v in t.items()} for k, t in self.holders.items()}
+        return out
 
 
 class Transport:
@@ -80,12 +85,25 @@ class Transport:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _record(self, step: Step, t0: float, sent: dict[int, int], received: dict[int, int]) -> None:
-        """Account one round: bytes sent to and received from each party."""
-        rec = RoundRecord(step.value, time.monotonic() - t0, sent, received, self.tag)
+    def _record(self, step: Step, t0: float, sent: dict[int, int], received: dict[int, int],
+                answers: dict[int, Payload] | None = None) -> None:
+        """Account one round: bytes sent to and received from each party (and, from ``answers``, the
+        seconds each holder reported spending on it: :func:`holder_timing`)."""
+        timing = {k: holder_timing(p) for k, p in (answers or {}).items()}
+        rec = RoundRecord(step.value, time.monotonic() - t0, sent, received, self.tag,
+                          {k: t for k, t in timing.items() if t})
         self.rounds.append(rec)
         if self.on_round is not None:
             self.on_round(rec)
+
+
+def holder_timing(p: Payload) -> dict[str, float]:
+    """The seconds a holder reported in its answer's TIMING field, by part ({} if none or malformed)."""
+    try:
+        t = json.loads(p.config.get(Field.TIMING.value, "{}"))
+        return {str(k): float(v) for k, v in t.items()} if isinstance(t, dict) else {}
+    except (TypeError, ValueError, AttributeError):
+        return {}
 
 
 def check_answers(step: Step, answers: dict[int, Payload], expected: Iterable[int]) -> dict[int, Payload]:

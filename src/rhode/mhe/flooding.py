@@ -17,7 +17,8 @@ COMPLEX data type the encoding keeps real and imaginary parts, so every coeffici
 
 The flooding itself is part of the decryption protocol (:mod:`rhode.mhe.protocols.decryption`:
 ``gaussian_slots``, ``flood_sigma``, ``flood_share``); this module holds the measurement. Run
-``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound.
+``python -m rhode.mhe.flooding [preset ...]`` to re-measure the noise bound, ``python -m
+rhode.mhe.flooding --budgets`` for the precision left as a function of the decryption budget.
 """
 
 from __future__ import annotations
@@ -80,8 +81,27 @@ def measure_noise_bits(params: CkksParams, n_parties: int = 3, trials: int = 3) 
     return summary
 
 
+BUDGETS = (1, 10, 30, 100, 300, 1000, 10_000)
+
+
+def budget_table(names: tuple[str, ...] = ("test", "default", "deep")) -> str:
+    """Markdown table of the precision left in a revealed value (``reveal_precision_bits``, per share)
+    as a function of the decryption budget q; '-' where the preset refuses q (fewer than 8 bits)."""
+    rows = ["| preset | " + " | ".join(f"q = {q:,}" for q in BUDGETS) + " |",
+            "|---|" + "---|" * len(BUDGETS)]
+    for name in names:
+        bits = [preset(name).reveal_precision_bits - 0.5 * math.log2(q) for q in BUDGETS]  # q = 1 minus
+        cells = [f"{b:.1f}" if b >= 8 else "-" for b in bits]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str]) -> None:  # pragma: no cover - measurement script
-    """Measure and print the noise bound of each named preset (default: all three)."""
+    """Measure and print the noise bound of each named preset (default: all three); ``--budgets``
+    prints the precision table of docs/security.md instead."""
+    if argv[:1] == ["--budgets"]:
+        print(budget_table())
+        return
     for name in argv or ["test", "default", "deep"]:
         s = measure_noise_bits(preset(name))
         print(name, " ".join(f"{k}={v:.2f}" for k, v in s.items()),

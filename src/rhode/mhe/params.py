@@ -9,13 +9,14 @@ A :class:`CkksParams` names everything that fixes a CryptoContext. Presets:
   what a deployment, where each refresh is a network round, prefers).
 
 Why such large scales: every decryption or key-switch share that is revealed carries noise flooding
-(see :mod:`rhode.mhe.flooding`), whose standard deviation is ``2^(stat_bits/2) * sqrt(12) *
-2^noise_bits`` in units of the scale, about 2^38 for ciphertext noise of 2^21. A revealed value keeps
-``scale_bits - flood_bits`` bits of precision (``reveal_precision_bits``: test 22, default 12, deep 13),
-so 35-40-bit scales would reveal nothing useful. At 128-bit security 2^14 then holds depth 5 and
-2^15 depth 11. The contexts use OpenFHE's COMPLEX CKKS data type so that the flooding, drawn in the
-slot domain, covers every coefficient of the decryption share (with REAL, imaginary parts would be
-dropped).
+(see :mod:`rhode.mhe.flooding`), whose standard deviation is ``2^(stat_bits/2) * sqrt(12 q) *
+2^noise_bits`` in units of the scale for a decryption budget of ``q`` revealed ciphertexts, about 2^38
+for ciphertext noise of 2^21 and q = 1. A revealed value keeps ``scale_bits - flood_bits`` bits of
+precision (``reveal_precision_bits`` at q = 1: test 22, default 12, deep 13; half a bit less
+per doubling of q), so 35-40-bit scales would reveal nothing useful. At 128-bit security 2^14 then
+holds depth 5 and 2^15 depth 11. The contexts use OpenFHE's COMPLEX CKKS data type so that the
+flooding, drawn in the slot domain, covers every coefficient of the decryption share (with REAL,
+imaginary parts would be dropped).
 
 Refresh (interactive multiparty bootstrapping) needs three RNS towers left, so a ciphertext refreshed
 to level 0 may spend ``depth - 2`` levels before it must be refreshed again (``usable_levels``).
@@ -36,6 +37,9 @@ from rhode.errors import ParameterError
 # plus one bit of margin).
 NOISE_BITS = {"test": 20.0, "default": 21.0, "deep": 22.0}
 
+#: Most ciphertexts one joint key may be planned to reveal (2^30: flooding 15 bits above q = 1).
+MAX_BUDGET = 1 << 30
+
 # Largest log2 Q per ring dimension at 128-bit classic security (HomomorphicEncryption.org standard).
 _MAX_LOGQ_128 = {1 << 13: 218, 1 << 14: 438, 1 << 15: 881, 1 << 16: 1761}
 
@@ -54,6 +58,9 @@ class CkksParams:
         noise_bits: log2 of a bound on the noise of a ciphertext that is revealed, in units of its
             scale (measured by ``python -m rhode.mhe.flooding``); sets the flooding noise.
         stat_bits: statistical security of noise flooding (bits).
+        decryption_budget: how many ciphertexts may be revealed (threshold-decrypted or switched to a
+            querier) under one joint key; the flooding is sized for that many adversarial queries
+            (OpenFHE's ``SetNumAdversarialQueries``, see :attr:`flood_bits`).
     """
 
     name: str
@@ -64,6 +71,7 @@ class CkksParams:
     secure: bool = True
     noise_bits: float = 20.0
     stat_bits: int = 30
+    decryption_budget: int = 1
 
     @property
     def slots(self) -> int:
@@ -82,13 +90,25 @@ class CkksParams:
 
     @property
     def flood_bits(self) -> float:
-        """log2 of the flooding standard deviation per share (in units of the scale)."""
-        return self.stat_bits / 2 + 0.5 * math.log2(12) + self.noise_bits
+        """log2 of the flooding standard deviation per share (in units of the scale): OpenFHE's rule for
+        ``q = decryption_budget`` adversarial queries, ``stat_bits / 2 + log2 sqrt(12 q) + noise_bits``."""
+        return self.stat_bits / 2 + 0.5 * math.log2(12 * self.decryption_budget) + self.noise_bits
 
     @property
     def reveal_precision_bits(self) -> float:
         """Bits of precision left in a revealed (flooded) value of magnitude ~1, per share."""
         return self.scale_bits - self.flood_bits
+
+    def reveal_error_bound(self, n_parties: int, sigmas: float = 8.0) -> float:
+        """Bound on the absolute error of one revealed real value (message units) when ``n_parties``
+        flooded shares are summed: ``sigmas`` standard deviations of their Gaussian sum,
+        ``sigmas * sqrt(n_parties) * 2^-reveal_precision_bits`` (8: exceeded with probability < 1e-15
+        per value; the ciphertext noise, 2^(noise_bits - scale_bits), is far below it)."""
+        return sigmas * math.sqrt(n_parties) * 2.0 ** -self.reveal_precision_bits
+
+    def with_budget(self, decryption_budget: int) -> CkksParams:
+        """These parameters with the flooding sized for ``decryption_budget`` revealed ciphertexts."""
+        return dataclasses.replace(self, decryption_budget=int(decryption_budget)).validate()
 
     def validate(self) -> CkksParams:
         """Reject inconsistent parameters with a :class:`ParameterError`; return ``self``."""
@@ -109,11 +129,15 @@ class CkksParams:
             raise ParameterError(
                 f"noise_bits must be in [0, 40] and stat_bits in [20, 80], got {self.noise_bits} and "
                 f"{self.stat_bits}")
+        if not isinstance(self.decryption_budget, int) or not 1 <= self.decryption_budget <= MAX_BUDGET:
+            raise ParameterError(f"the decryption budget must be an integer between 1 and {MAX_BUDGET}, "
+                                 f"got {self.decryption_budget!r}")
         if self.reveal_precision_bits < 8:
             raise ParameterError(
                 f"a {self.scale_bits}-bit scale leaves {self.reveal_precision_bits:.1f} bits of precision "
-                f"after noise flooding ({self.flood_bits:.1f} bits); use a scale of at least "
-                f"{math.ceil(self.flood_bits) + 8} bits")
+                f"after noise flooding sized for {self.decryption_budget} decryptions "
+                f"({self.flood_bits:.1f} bits); plan fewer decryptions or "
+                f"use a scale of at least {math.ceil(self.flood_bits) + 8} bits")
         if self.secure:
             limit = _MAX_LOGQ_128.get(n)
             # HYBRID key switching adds auxiliary moduli (about one scale's worth per digit).

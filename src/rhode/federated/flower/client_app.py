@@ -1,6 +1,7 @@
-"""The ClientApp: a data holder. Every handler converts the Flower message to a payload, runs the step
-of :class:`rhode.federated.holder.HolderSide` on the node's state
-(:class:`~rhode.federated.flower.node.NodeState`), and converts the answer back.
+"""The ClientApp: a data holder's relay. Every handler converts the Flower message to a payload, hands it
+to the node's holder service (:func:`rhode.federated.flower.relay.forward`: the one holder side,
+:class:`rhode.federated.holder.HolderSide`, over the state the service keeps in memory) and converts the
+answer back.
 
 The node configuration names the data holder's CSV and storage directory
 (``--node-config "party-index=0 data='/data/a.csv' storage='/var/lib/rhode'"``). A handler that cannot
@@ -12,15 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from rhode.errors import RhodeError
-from rhode.federated.flower.node import NodeState
-from rhode.federated.flower.settings import DeployConfig, NodeConfig
+from rhode.federated.flower.relay import add_timing, forward, process_age
 from rhode.federated.flower.wire import from_recorddict, to_recorddict
-from rhode.federated.holder import HolderSide
 from rhode.federated.payload import error_payload
 from rhode.federated.schema import Step
 
@@ -30,14 +30,15 @@ app = ClientApp()
 
 
 def _serve(msg: Message, context: Context) -> Message:
+    started = process_age()
     try:
         payload = from_recorddict(msg.content)
-        node = NodeConfig.from_node_config(context.node_config)
-        dc = DeployConfig.from_run_config(context.run_config)
-        # the training worker outlives this process but not the SuperExec that launched it (which
+        t0 = time.perf_counter()
+        # the holder service outlives this process but not the SuperExec that launched it (which
         # itself ends with the SuperNode)
-        state = NodeState(node, dc, watch_pid=os.getppid())
-        answer = HolderSide(state).handle(msg.metadata.message_type, payload)
+        answer = forward(msg.metadata.message_type, payload, context.run_config, context.node_config,
+                         watch_pid=os.getppid())
+        add_timing(answer, process_start=started, relay=time.perf_counter() - t0)
     except Exception as exc:  # every failure becomes an error payload, never a crash of the node
         if not isinstance(exc, RhodeError):
             log.exception("step %s failed", msg.metadata.message_type)

@@ -1,11 +1,10 @@
-"""The link between a data holder's ClientApp handlers and its node-local worker process.
+"""The link between a data holder's ClientApp relay and its node-local holder service.
 
 One request per connection over the Unix socket ``worker/worker.sock`` of the node's storage (mode
 0700 directory), ``u64 length | bundle`` each way (:func:`~rhode.federated.payload.pack_bundle`).
-:func:`call` starts the worker if none runs (and restarts one that holds other keys). Requests
-(``config["op"]``): ``start`` (a job: the ``TRAIN`` request plus key_tag, run_config, node_config),
-``resume`` (the refreshed ciphertexts of the current pause), ``status``, ``stop``. Answers: the job's
-next pause or its end, ``stale`` (the worker holds other keys), or an error.
+:func:`call` starts the service if none runs. Requests (``config["op"]``, :class:`WorkerOp`): ``step``
+(a protocol step: its name, the run and node configurations, and the step's payload as the blob
+``message``), ``status``, ``stop``. Answers: the step's answer (or a rhode error payload).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 from rhode.errors import ProtocolError, SerializationError
 from rhode.federated.flower.store import NodeStore
 from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
-from rhode.federated.schema import Field, Status
 
 _LEN = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 34
@@ -57,20 +55,11 @@ def _recv(sock: socket.socket) -> Payload:
 
 
 # -- the handler's side --------------------------------------------------------------------------------------
-def call(
-    store: NodeStore, request: Payload, watch_pid: int, restart_if_stale: bool, timeout: float | None = None
-) -> Payload:
-    """Send ``request`` to this node's worker (starting one if none runs) and return its answer.
-
-    A ``start`` request that finds a worker with other keys restarts it (``restart_if_stale``)."""
-    for attempt in range(2):
-        ensure_worker(store, watch_pid)
-        reply = _request(store, request, timeout)
-        if reply.config.get(Field.STATUS.value) == Status.STALE.value and restart_if_stale and attempt == 0:
-            store.kill_worker()
-            continue
-        return reply
-    raise ProtocolError("the training worker does not accept this node's keys")
+def call(store: NodeStore, request: Payload, watch_pid: int, timeout: float | None = None) -> Payload:
+    """Send ``request`` to this node's holder service (starting one if none runs) and return its
+    answer."""
+    ensure_worker(store, watch_pid)
+    return _request(store, request, timeout)
 
 
 def _request(store: NodeStore, request: Payload, timeout: float | None) -> Payload:
@@ -79,13 +68,14 @@ def _request(store: NodeStore, request: Payload, timeout: float | None) -> Paylo
         try:
             s.connect(str(store.socket_path))
         except OSError as exc:
-            raise ProtocolError(f"cannot reach the training worker at {store.socket_path}: {exc}") from None
+            raise ProtocolError(f"cannot reach the holder service at {store.socket_path}: {exc}") from None
         _send(s, request)
         return _recv(s)
 
 
 def ensure_worker(store: NodeStore, watch_pid: int, idle_timeout: float = 3600.0) -> int:
-    """The pid of this node's live worker, starting one (and waiting until it listens) if needed."""
+    """The pid of this node's live holder service, starting one (and waiting until it listens) if
+    needed."""
     pid = store.worker_pid()
     if pid is not None and _can_connect(store.socket_path):
         return pid
@@ -118,12 +108,12 @@ def ensure_worker(store: NodeStore, watch_pid: int, idle_timeout: float = 3600.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (store.worker_dir / "worker.log").read_text(errors="replace")[-1500:]
-            raise ProtocolError(f"the training worker exited at start (status {proc.returncode}):\n{tail}")
+            raise ProtocolError(f"the holder service exited at start (status {proc.returncode}):\n{tail}")
         if store.worker_pid() == proc.pid and _can_connect(store.socket_path):
             return proc.pid
         time.sleep(0.05)
     proc.kill()
-    raise ProtocolError(f"the training worker did not start within {START_TIMEOUT:.0f} s")
+    raise ProtocolError(f"the holder service did not start within {START_TIMEOUT:.0f} s")
 
 
 def _can_connect(path: Path) -> bool:

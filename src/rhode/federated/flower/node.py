@@ -1,24 +1,26 @@
-"""A data holder's state on a Flower node: :class:`NodeState`, kept in its storage directory.
+"""A data holder's state on a Flower node: :class:`NodeState`, kept in its storage directory and in the
+memory of the node's holder service.
 
-Every Flower message may run in a fresh ``flwr-clientapp`` process, so the holder's steps
-(:mod:`rhode.federated.holder`) read the public context, the evaluation keys and the secret share from
-the node's :class:`~rhode.federated.flower.store.NodeStore`, and its jobs run in the node-local worker
-process (:mod:`rhode.federated.flower.worker`), which outlives the messages.
+Every Flower message runs in a fresh ``flwr-clientapp`` process, so the ClientApp only relays each
+message to the node-local holder service (:mod:`rhode.federated.flower.worker`), which outlives the
+messages and keeps one :class:`NodeState`: the public context, the evaluation keys and the secret share
+are read from the node's :class:`~rhode.federated.flower.store.NodeStore` once (the share from its 0600
+file, never sent anywhere) and kept in the service's memory; the holder's jobs run in that process too.
+What a resumed service needs (a new process after a restart of the node) is always on disk.
 """
 
 from __future__ import annotations
 
-import json
+import time
 
 from rhode.data import load_csv
 from rhode.errors import DataError, ProtocolError
 from rhode.federated.dataprep import split_holder
-from rhode.federated.flower import link
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
 from rhode.federated.payload import Payload
-from rhode.federated.schema import Field, WorkerOp
-from rhode.federated.state import HolderSettings, HolderState, install_eval_keys
+from rhode.federated.schema import Field
+from rhode.federated.state import HolderSettings, HolderState, LocalJobs, install_eval_keys
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
 
@@ -29,17 +31,19 @@ class NodeState(HolderState):
     Args:
         node: the node configuration (party index, CSV, storage directory).
         dc: the deployment's run configuration.
-        watch_pid: the process the node's training worker must not outlive (the SuperExec).
     """
 
-    def __init__(self, node: NodeConfig, dc: DeployConfig, watch_pid: int = 0) -> None:
+    def __init__(self, node: NodeConfig, dc: DeployConfig) -> None:
         super().__init__(node.party_index, HolderSettings(dc.run, dc.fingerprint(), dc.refresh_margin))
         self.node = node
         self.dc = dc
         self.store = NodeStore(node.storage)
-        self.watch_pid = watch_pid
         self._series = None
         self._ctx: MheContext | None = None
+        self._party: Party | None = None
+        self._eval_keys = False  # the stored evaluation keys are installed in the context
+        self._jobs = LocalJobs(self)
+        self.load_seconds = 0.0  # spent reading the context, evaluation keys and secret share from storage
 
     # -- data ----------------------------------------------------------------------------------------
     def train_series(self):
@@ -62,17 +66,19 @@ class NodeState(HolderState):
         """The node's stored context, read once per state (a node's state is its own: another
         holder's in the same process, as in tests, must not see this one's joint key early)."""
         if self._ctx is None:
+            t0 = time.perf_counter()
             self._ctx = S.context_from_bytes(self.store.read(CONTEXT, "public context"))
+            self.load_seconds += time.perf_counter() - t0
         return self._ctx
 
     def new_epoch(self, p: Payload) -> MheContext:
         data = p.blob(Field.CONTEXT.value)
         ctx = S.context_from_bytes(data)  # validated before anything is forgotten
-        self.store.kill_worker()  # a worker holding older keys must not serve this epoch
+        self._jobs.close()  # a job on older keys must not go on in this epoch
         (self.store.root / EVAL_KEYS).unlink(missing_ok=True)
         self.store.secret_path.unlink(missing_ok=True)
         self.store.write(CONTEXT, data)
-        self._ctx = ctx
+        self._ctx, self._party, self._eval_keys = ctx, None, False
         return ctx
 
     def save_context(self) -> None:
@@ -89,55 +95,42 @@ class NodeState(HolderState):
     def install_eval_keys(self, p: Payload) -> MheContext:
         ctx = install_eval_keys(self.context(), p)  # validates before storing
         self.store.write(EVAL_KEYS, p.blob(Field.EVAL_KEYS.value))
-        self.store.kill_worker()
+        self._jobs.close()
+        self._eval_keys = True
         return ctx
 
-    def load_stored_eval_keys(self) -> MheContext:
-        """The context with the evaluation keys of this node's storage installed (the worker)."""
-        ctx = self.context()
-        install_eval_keys(
-            ctx, Payload({}, {Field.EVAL_KEYS.value: self.store.read(EVAL_KEYS, "evaluation keys")})
-        )
-        return ctx
+    def job_context(self) -> MheContext:
+        """The context with the joint evaluation keys installed (read from storage once)."""
+        if not self._eval_keys:
+            ctx, t0 = self.context(), time.perf_counter()
+            install_eval_keys(
+                ctx, Payload({}, {Field.EVAL_KEYS.value: self.store.read(EVAL_KEYS, "evaluation keys")}))
+            self._eval_keys = True
+            self.load_seconds += time.perf_counter() - t0
+        return self.context()
 
     def party(self) -> Party:
-        if not self.store.secret_path.exists():
-            raise ProtocolError(
-                f"data holder {self.index} has no secret share in {self.store.root}: it did not take part "
-                "in key generation (start a new run), or its node config 'storage' is wrong"
-            )
-        return Party.load(self.context(), self.store.secret_path)
+        if self._party is None:
+            if not self.store.secret_path.exists():
+                raise ProtocolError(
+                    f"data holder {self.index} has no secret share in {self.store.root}: it did not take "
+                    "part in key generation (start a new run), or its node config 'storage' is wrong"
+                )
+            ctx, t0 = self.context(), time.perf_counter()
+            self._party = Party.load(ctx, self.store.secret_path)
+            self.load_seconds += time.perf_counter() - t0
+        return self._party
 
     def save_party(self, party: Party) -> None:
         party.save(self.store.secret_path)
+        self._party = party
 
     # -- jobs --------------------------------------------------------------------------------------------
-    def jobs(self) -> WorkerJobs:
-        return WorkerJobs(self)
+    def jobs(self) -> LocalJobs:
+        """The holder's jobs, in this (the service's) process; they use the evaluation keys."""
+        self.job_context()
+        return self._jobs
 
-
-class WorkerJobs:
-    """A node's jobs, run by its worker process (started on demand)."""
-
-    def __init__(self, state: NodeState) -> None:
-        self.state = state
-
-    def start(self, p: Payload) -> Payload:
-        st = self.state
-        req = Payload(
-            {
-                **p.config,
-                Field.OP.value: WorkerOp.START.value,
-                Field.KEY_TAG.value: st.context().key_tag,
-                Field.RUN_CONFIG.value: json.dumps(st.run.to_dict()),
-                Field.NODE_CONFIG.value: json.dumps(
-                    {"party-index": st.index, "data": st.node.data, "storage": str(st.node.storage)}
-                ),
-            },
-            dict(p.blobs),
-        )
-        return link.call(st.store, req, st.watch_pid, restart_if_stale=True)
-
-    def resume(self, p: Payload) -> Payload:
-        req = Payload({**p.config, Field.OP.value: WorkerOp.RESUME.value}, dict(p.blobs))
-        return link.call(self.state.store, req, self.state.watch_pid, restart_if_stale=False)
+    def close(self) -> None:
+        """Abandon a paused job (the service replaces this state)."""
+        self._jobs.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rhode.errors import CheckpointError, ProtocolError
 from rhode.federated.aggregator import Aggregator
+from rhode.federated.budget import DecryptionLedger
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint, write_checkpoint
 from rhode.federated.dataprep import stats_from_json, stats_to_json
 from rhode.federated.files import (
@@ -94,8 +95,9 @@ class DeploymentRun:
     def keygen(self) -> None:
         """Collective key generation and the global statistics (8 rounds); public files written."""
         self.t.tag = "keys"
-        agg = self.agg
-        stats = agg.keygen(MheContext(self.dc.params))
+        agg, params = self.agg, self.dc.params
+        agg.ledger = DecryptionLedger.create(self.dir, params.decryption_budget)
+        stats = agg.keygen(MheContext(params))
         save_public_keys(self.dir, agg.ctx)
         (self.dir / CHECKPOINT_NAME).unlink(missing_ok=True)
         self.meta = {
@@ -106,6 +108,7 @@ class DeploymentRun:
             "features": agg.schema.features,
             "global_stats": json.loads(stats_to_json(stats)),
             "config": self.dc.run.to_dict(),
+            "decryption_budget": self.dc.budget.to_dict(),
             "history": [],
         }
         self._save_meta()
@@ -114,7 +117,9 @@ class DeploymentRun:
         """A resumed or prediction run: the stored public keys, every holder checked (1 round)."""
         self.t.tag = "keys"
         self.meta = self._load_meta()
-        self.agg.hello(load_public_keys(self.dir))
+        ctx = load_public_keys(self.dir)
+        self.agg.hello(ctx)
+        self.agg.ledger = DecryptionLedger.load(self.dir, ctx.params.decryption_budget)
         self.agg.setup_model(int(self.meta["n_features"]))
 
     # -- training -------------------------------------------------------------------------------------------
@@ -127,6 +132,8 @@ class DeploymentRun:
             self.load_keys()
             params = self._checkpoint_model() if (self.dir / CHECKPOINT_NAME).exists() else None
             start = read_checkpoint(self.dir).iteration if params is not None else 0
+            agg.ledger.check(dc.run.global_iterations - start,
+                             f"the losses of {dc.run.global_iterations - start} more iterations")
         else:
             self.keygen()
             params = None
@@ -167,6 +174,7 @@ class DeploymentRun:
             "resumed_from": start if dc.resume else None,
             "seconds_keys": t_keys,
             "seconds_total": time.monotonic() - t_start,
+            "decryptions": agg.ledger.to_dict(),
         }
 
     def _checkpoint_model(self) -> dict:

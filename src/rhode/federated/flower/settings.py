@@ -17,10 +17,14 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rhode.errors import ParameterError
 from rhode.federated.config import RunConfig, run_fingerprint
-from rhode.mhe import CkksParams, preset
+
+if TYPE_CHECKING:  # the ClientApp relay reads node configurations without loading OpenFHE
+    from rhode.federated.budget import BudgetPlan
+    from rhode.mhe import CkksParams
 
 MODES = ("train", "predict")
 
@@ -67,8 +71,20 @@ class DeployConfig:
         return self.run.n_parties
 
     @property
+    def budget(self) -> BudgetPlan:
+        """What a deployment reveals: the statistics, a loss per iteration and ``query_batches`` querier
+        batches (its training reveals no model and predicts nothing itself)."""
+        from rhode.federated.budget import plan_budget
+
+        return plan_budget(self.run.global_iterations, self.run.query_batches)
+
+    @property
     def params(self) -> CkksParams:
-        return preset(self.run.preset)
+        """The preset, its flooding sized for :attr:`budget`."""
+        from rhode.federated.budget import budgeted
+        from rhode.mhe import preset
+
+        return budgeted(preset(self.run.preset), self.budget)
 
     def fingerprint(self) -> str:
         """What a resume must match (:func:`rhode.federated.config.run_fingerprint`)."""

@@ -99,7 +99,7 @@ class FlowerTransport(Transport):
             time.sleep(self.POLL)
         self.nodes = nodes
         self._record(
-            step, t0, dict.fromkeys(answers, sent_bytes), {k: v.nbytes() for k, v in answers.items()}
+            step, t0, dict.fromkeys(answers, sent_bytes), {k: v.nbytes() for k, v in answers.items()}, answers
         )
         return answers
 
@@ -139,6 +139,7 @@ class FlowerTransport(Transport):
             t0,
             {k: v.nbytes() for k, v in requests.items()},
             {k: v.nbytes() for k, v in answers.items()},
+            answers,
         )
         return check_answers(step, answers, requests)
 

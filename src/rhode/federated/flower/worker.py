@@ -1,19 +1,19 @@
-"""The node-local worker process: a data holder's jobs, which pause for collective refreshes.
+"""The node-local holder service: a data holder's state and jobs, kept between Flower messages.
 
-A ClientApp handler may not block waiting for the other data holders, and in a deployment every
-message may run in a fresh process; a job (local training, the encrypted loss) needs several
-collective refreshes in the middle of a forward or backward pass. So each data holder's ``TRAIN``
-handler hands the job to a long-lived worker process on its own node (started on demand by
-:func:`rhode.federated.flower.link.call`, reachable through the node's socket). The worker runs the
-job in a :class:`~rhode.federated.job.JobRunner` - the same code as the in-process engines - over a
-:class:`~rhode.federated.flower.node.NodeState`; the handler returns each pause to the aggregator,
-and ``RESUME`` brings the refreshed ciphertexts back. The worker holds no secret: only the public
-context and the joint evaluation keys.
+Flower runs every message in a fresh ``flwr-clientapp`` process. The ClientApp is only a relay
+(:mod:`rhode.federated.flower.relay`): it hands each message's payload to this long-lived process on
+its own node (started on demand by :func:`rhode.federated.flower.link.call`, reachable through the
+node's socket, mode 0600 in a 0700 directory), which answers the step with the one holder side
+(:class:`~rhode.federated.holder.HolderSide`) over one :class:`~rhode.federated.flower.node.NodeState`.
+The state reads the public context, the evaluation keys and the secret share from the node's storage
+once and keeps them in memory (the secret share never leaves this process except as protocol shares);
+jobs (local training, the encrypted loss), which pause for collective refreshes, run here in a
+:class:`~rhode.federated.job.JobRunner` - the same code as the in-process engines.
 
-The worker exits when the process it watches (``--watch-pid``: the SuperExec that launches ClientApps,
+The service exits when the process it watches (``--watch-pid``: the SuperExec that launches ClientApps,
 which itself ends with its SuperNode) is gone, after ``--idle-timeout`` seconds without a request, or
 on ``stop``. If it is lost mid-iteration, the aggregator's round times out and the iteration is
-restarted from the last checkpoint.
+restarted from the last checkpoint; a new service starts from the storage directory.
 """
 
 from __future__ import annotations
@@ -29,32 +29,27 @@ import sys
 import time
 
 from rhode.errors import ProtocolError, RhodeError
-from rhode.federated.config import RunConfig
 from rhode.federated.flower.link import _ClosedError, _recv, _send
 from rhode.federated.flower.node import NodeState
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, NodeStore, process_alive
-from rhode.federated.payload import Payload, error_payload
+from rhode.federated.holder import HolderSide
+from rhode.federated.payload import Payload, error_payload, unpack_bundle
 from rhode.federated.schema import Field, Status, WorkerOp
-from rhode.federated.state import LocalJobs
-from rhode.mhe import serial as S
 
 log = logging.getLogger("rhode.flower.worker")
 
 
 class Worker:
-    """The worker process: serve requests on the node's socket, one job at a time."""
+    """The holder service: serve requests on the node's socket, one at a time."""
 
     def __init__(self, store: NodeStore, watch_pid: int, idle_timeout: float) -> None:
         self.store = store
         self.watch_pid = watch_pid
         self.idle_timeout = idle_timeout
-        self.key_tag = self._stored_key_tag()
-        self.jobs: LocalJobs | None = None
+        self.state: NodeState | None = None
+        self._key: tuple[str, str] | None = None
         self.running = True
-
-    def _stored_key_tag(self) -> str:
-        return S.context_from_bytes(self.store.read(CONTEXT, "public context")).key_tag
 
     def serve(self) -> None:
         path = self.store.socket_path
@@ -75,8 +70,8 @@ class Worker:
                 with conn:
                     self._serve_one(conn)
                 last = time.monotonic()
-        if self.jobs is not None:
-            self.jobs.close()
+        if self.state is not None:
+            self.state.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         with contextlib.suppress(FileNotFoundError):
@@ -109,31 +104,51 @@ class Worker:
         try:
             op = WorkerOp(req.get(Field.OP.value, str))
         except ValueError:
-            raise ProtocolError(f"unknown worker request {req.config.get(Field.OP.value)!r}") from None
+            raise ProtocolError(f"unknown holder-service op {req.config.get(Field.OP.value)!r}") from None
         if op is WorkerOp.STATUS:
-            busy = Status.IDLE if self.jobs is None else Status.BUSY
-            return Payload({Field.STATUS.value: busy.value, Field.KEY_TAG.value: self.key_tag})
+            return Payload({Field.STATUS.value: Status.IDLE.value, Field.KEY_TAG.value: self.key_tag()})
         if op is WorkerOp.STOP:
             self.running = False
             return Payload({Field.STATUS.value: Status.STOPPED.value})
-        if op is WorkerOp.START:
-            if req.get(Field.KEY_TAG.value, str) != self.key_tag:
-                self.running = False
-                return Payload({Field.STATUS.value: Status.STALE.value})
-            return self._jobs(req).start(req)
-        if self.jobs is None:
-            raise ProtocolError("no paused job in this worker (it was restarted); the iteration must restart")
-        return self.jobs.resume(req)
+        t0 = time.perf_counter()
+        step = req.get(Field.STEP.value, str)
+        message = unpack_bundle(req.blob(Field.MESSAGE.value), f"'{step}' message")
+        state, before = None, 0.0
+        try:
+            state = self._state(req)
+            before = state.load_seconds
+            answer = HolderSide(state).handle(step, message)
+        except RhodeError as exc:
+            answer = error_payload(exc)
+        except Exception as exc:  # a bug must not end the service; the message says "internal error"
+            log.exception("step %s failed", step)
+            answer = error_payload(exc)
+        t1 = time.perf_counter()
+        answer = answer.encoded()
+        load = state.load_seconds - before if state is not None else 0.0
+        answer.config[Field.TIMING.value] = json.dumps(
+            {"load": load, "step": t1 - t0 - load, "encode": time.perf_counter() - t1})
+        return answer
 
-    def _jobs(self, req: Payload) -> LocalJobs:
-        """The job runner over this node's state (made at the first job; the keys loaded once)."""
-        if self.jobs is None:
-            dc = DeployConfig(RunConfig.from_dict(json.loads(req.get(Field.RUN_CONFIG.value, str))))
-            node = NodeConfig.from_node_config(json.loads(req.get(Field.NODE_CONFIG.value, str)))
-            state = NodeState(node, dc, os.getpid())
-            state.load_stored_eval_keys()
-            self.jobs = LocalJobs(state)
-        return self.jobs
+    def key_tag(self) -> str:
+        """The joint key tag of the state this service holds ('' before any)."""
+        if self.state is None or not self.state.store.has(CONTEXT):
+            return ""
+        return self.state.context().key_tag
+
+    def _state(self, req: Payload) -> NodeState:
+        """The holder's state for the request's run and node configuration (kept while they stay the
+        same: its context, evaluation keys, secret share and paused job live in this process)."""
+        key = (req.get(Field.RUN_CONFIG.value, str), req.get(Field.NODE_CONFIG.value, str))
+        if self.state is None or self._key != key:
+            dc = DeployConfig.from_run_config(json.loads(key[0]))
+            node = NodeConfig.from_node_config(json.loads(key[1]))
+            if node.storage.resolve() != self.store.root.resolve():
+                raise ProtocolError(f"this holder service serves {self.store.root}, not {node.storage}")
+            if self.state is not None:
+                self.state.close()
+            self.state, self._key = NodeState(node, dc), key
+        return self.state
 
 
 def _alive(pid: int) -> bool:
@@ -143,7 +158,7 @@ def _alive(pid: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m rhode.federated.flower.worker",
-        description="rhode's node-local training worker (started by the ClientApp)",
+        description="rhode's node-local holder service (started by the ClientApp relay)",
     )
     ap.add_argument("--storage", required=True, help="the data holder's storage directory")
     ap.add_argument("--watch-pid", type=int, default=0, help="exit when this process is gone")
