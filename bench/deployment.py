@@ -47,7 +47,7 @@ RECOMMENDED = {"preset": "deploy", "refresh-margin": 6}
 #: the reference: the deployment with the default preset
 OLD_DEFAULT = {"preset": "default", "refresh-margin": 6}
 #: the demo configuration (RunConfig's defaults) with the batch a deployment must give
-DEMO = {"target": "demand", "batch": 128}
+DEMO = {"batch": 128}
 PARTS = ("process_start", "load", "step", "encode", "relay_overhead", "waiting_in_flower")
 
 
