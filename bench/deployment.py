@@ -43,7 +43,7 @@ from rhode.data import load_bundled  # noqa: E402
 from rhode.data.bundled import BUNDLED  # noqa: E402
 
 #: the deployment settings this benchmark recommends (deploy/flower's defaults)
-RECOMMENDED = {"preset": "deploy", "refresh-margin": 6}
+RECOMMENDED = {"preset": "deep", "refresh-margin": 6}
 #: the reference: the deployment with the default preset
 OLD_DEFAULT = {"preset": "default", "refresh-margin": 6}
 #: the demo configuration (RunConfig's defaults) with the batch a deployment must give
