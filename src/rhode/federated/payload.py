@@ -137,33 +137,43 @@ BUNDLE_MAGIC = b"RHDB"
 _BHEAD = struct.Struct("<4sIQ")  # magic, header length, body length
 
 
-def pack_bundle(p: Payload) -> bytes:
-    """``p`` as one byte string: magic | header length | body length | header (JSON: config and blob
-    sizes) | blobs | blake2b-128 of everything before."""
+def bundle_parts(p: Payload) -> list[bytes]:
+    """The byte strings that make :func:`pack_bundle` of ``p``, in order and not joined (a stream can
+    send them one by one without a copy of the whole): magic | header length | body length | header
+    (JSON: config and blob sizes) | blobs | blake2b-128 of everything before."""
     p = p.encoded()
     names = list(p.blobs)
     head = json.dumps(
         {"config": check_config(p.config), "blobs": [[n, len(p.blobs[n])] for n in names]}, sort_keys=True
     ).encode()
-    body = b"".join(bytes(p.blobs[n]) for n in names)
-    data = _BHEAD.pack(BUNDLE_MAGIC, len(head), len(body)) + head + body
-    return data + hashlib.blake2b(data, digest_size=16).digest()
+    blobs = [bytes(p.blobs[n]) for n in names]
+    parts = [_BHEAD.pack(BUNDLE_MAGIC, len(head), sum(len(b) for b in blobs)), head, *blobs]
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(part)
+    return [*parts, digest.digest()]
 
 
-def unpack_bundle(data: bytes, what: str = "bundle") -> Payload:
-    """Inverse of :func:`pack_bundle` (SerializationError on any inconsistency)."""
-    if not isinstance(data, (bytes, bytearray)) or len(data) < _BHEAD.size + 16:
+def pack_bundle(p: Payload) -> bytes:
+    """``p`` as one byte string (:func:`bundle_parts`, joined)."""
+    return b"".join(bundle_parts(p))
+
+
+def unpack_bundle(data: bytes | bytearray | memoryview, what: str = "bundle") -> Payload:
+    """Inverse of :func:`pack_bundle` (SerializationError on any inconsistency). ``data`` is read in
+    place (each blob is copied out once)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < _BHEAD.size + 16:
         raise SerializationError(f"{what} is truncated")
-    data = bytes(data)
-    magic, hlen, blen = _BHEAD.unpack_from(data)
+    view = memoryview(data).cast("B")
+    magic, hlen, blen = _BHEAD.unpack_from(view)
     if magic != BUNDLE_MAGIC:
         raise SerializationError(f"{what} is not a rhode bundle")
-    if len(data) != _BHEAD.size + hlen + blen + 16:
+    if len(view) != _BHEAD.size + hlen + blen + 16:
         raise SerializationError(f"{what} is truncated or has trailing bytes")
-    if hashlib.blake2b(data[:-16], digest_size=16).digest() != data[-16:]:
+    if hashlib.blake2b(view[:-16], digest_size=16).digest() != bytes(view[-16:]):
         raise SerializationError(f"{what} is corrupted (digest mismatch)")
     try:
-        head = json.loads(data[_BHEAD.size : _BHEAD.size + hlen].decode())
+        head = json.loads(bytes(view[_BHEAD.size : _BHEAD.size + hlen]).decode())
         config = check_config(head["config"])
         table = [(str(n), int(s)) for n, s in head["blobs"]]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
@@ -173,6 +183,6 @@ def unpack_bundle(data: bytes, what: str = "bundle") -> Payload:
     pos = _BHEAD.size + hlen
     blobs = {}
     for name, size in table:
-        blobs[name] = data[pos : pos + size]
+        blobs[name] = bytes(view[pos : pos + size])
         pos += size
     return Payload(config, blobs)

@@ -88,13 +88,11 @@ class Field(str, enum.Enum):
     SHAPE = "shape"
     LAYOUT = "layout"
     LAYOUTS = "layouts"
-    # the node-local holder service's socket (flower.link): a request's op, step and configurations,
-    # and (blob) the step's own payload
+    # the node-local holder service's socket (flower.link): a request's op, step and configurations
     OP = "op"
     STEP = "step"
     RUN_CONFIG = "run_config"
     NODE_CONFIG = "node_config"
-    MESSAGE = "message"
     # (answer) seconds a deployed holder spent on the round, by part (JSON object): process_start,
     # relay, load, step, encode (rhode.federated.flower.relay)
     TIMING = "timing"
@@ -132,7 +130,7 @@ def input_blob(t: int) -> str:
 class WorkerOp(str, enum.Enum):
     """A request to a node's holder service (:mod:`rhode.federated.flower.link`)."""
 
-    STEP = "step"      # a protocol step: STEP, RUN_CONFIG, NODE_CONFIG, and the step's payload in MESSAGE
+    STEP = "step"      # a protocol step: STEP, RUN_CONFIG, NODE_CONFIG; the step's payload in the next frame
     STATUS = "status"
     STOP = "stop"
 

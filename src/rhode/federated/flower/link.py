@@ -1,10 +1,11 @@
 """The link between a data holder's ClientApp relay and its node-local holder service.
 
 One request per connection over the Unix socket ``worker/worker.sock`` of the node's storage (mode
-0700 directory), ``u64 length | bundle`` each way (:func:`~rhode.federated.payload.pack_bundle`).
+0700 directory), frames of ``u64 length | bundle`` (:func:`~rhode.federated.payload.pack_bundle`,
+streamed part by part and read in place: a key-generation message is hundreds of MB).
 :func:`call` starts the service if none runs. Requests (``config["op"]``, :class:`WorkerOp`): ``step``
-(a protocol step: its name, the run and node configurations, and the step's payload as the blob
-``message``), ``status``, ``stop``. Answers: the step's answer (or a rhode error payload).
+(a protocol step: its name and the run and node configurations; the step's payload follows as a
+second frame), ``status``, ``stop``. Answers: the step's answer (or a rhode error payload).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from rhode.errors import ProtocolError, SerializationError
 from rhode.federated.flower.store import NodeStore
-from rhode.federated.payload import Payload, pack_bundle, unpack_bundle
+from rhode.federated.payload import Payload, bundle_parts, unpack_bundle
 
 _LEN = struct.Struct("<Q")
 MAX_MESSAGE = 1 << 34
@@ -27,8 +28,10 @@ START_TIMEOUT = 120.0
 
 # -- framing over a stream socket ----------------------------------------------------------------------------
 def _send(sock: socket.socket, p: Payload) -> None:
-    data = pack_bundle(p)
-    sock.sendall(_LEN.pack(len(data)) + data)
+    parts = bundle_parts(p)  # sent one by one: a message of keys is hundreds of MB, never copied whole
+    sock.sendall(_LEN.pack(sum(len(part) for part in parts)))
+    for part in parts:
+        sock.sendall(part)
 
 
 class _ClosedError(ProtocolError):
@@ -50,19 +53,27 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def _recv(sock: socket.socket) -> Payload:
     (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
     if n > MAX_MESSAGE:
-        raise SerializationError("worker message too large")
-    return unpack_bundle(_recv_exact(sock, n), "worker message")
+        raise SerializationError("holder-service message too large")
+    buf = bytearray(n)  # read in place, unpacked in place
+    view, pos = memoryview(buf), 0
+    while pos < n:
+        got = sock.recv_into(view[pos:], min(n - pos, 1 << 24))
+        if not got:
+            raise ProtocolError("the connection was closed in the middle of a message")
+        pos += got
+    return unpack_bundle(buf, "holder-service message")
 
 
 # -- the handler's side --------------------------------------------------------------------------------------
-def call(store: NodeStore, request: Payload, watch_pid: int, timeout: float | None = None) -> Payload:
-    """Send ``request`` to this node's holder service (starting one if none runs) and return its
-    answer."""
+def call(store: NodeStore, request: Payload, watch_pid: int, timeout: float | None = None,
+         message: Payload | None = None) -> Payload:
+    """Send ``request`` (and, for a ``step``, the step's payload ``message`` as a second frame) to this
+    node's holder service (starting one if none runs) and return its answer."""
     ensure_worker(store, watch_pid)
-    return _request(store, request, timeout)
+    return _request(store, request, timeout, message)
 
 
-def _request(store: NodeStore, request: Payload, timeout: float | None) -> Payload:
+def _request(store: NodeStore, request: Payload, timeout: float | None, message: Payload | None) -> Payload:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
@@ -70,6 +81,8 @@ def _request(store: NodeStore, request: Payload, timeout: float | None) -> Paylo
         except OSError as exc:
             raise ProtocolError(f"cannot reach the holder service at {store.socket_path}: {exc}") from None
         _send(s, request)
+        if message is not None:
+            _send(s, message)
         return _recv(s)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from rhode.federated.flower import link
 from rhode.federated.flower.settings import NodeConfig
 from rhode.federated.flower.store import NodeStore
-from rhode.federated.payload import Payload, pack_bundle
+from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, WorkerOp
 
 
@@ -25,16 +25,13 @@ def forward(step: str, payload: Payload, run_config: Mapping, node_config: Mappi
     """The holder service's answer to ``step`` with ``payload`` (a rhode error payload if the step
     failed there). ``watch_pid``: the process the service must not outlive (the SuperExec)."""
     node = NodeConfig.from_node_config(node_config)
-    request = Payload(
-        {
-            Field.OP.value: WorkerOp.STEP.value,
-            Field.STEP.value: step,
-            Field.RUN_CONFIG.value: json.dumps(dict(run_config), sort_keys=True),
-            Field.NODE_CONFIG.value: json.dumps(dict(node_config), sort_keys=True),
-        },
-        {Field.MESSAGE.value: pack_bundle(payload)},
-    )
-    return link.call(NodeStore(node.storage), request, watch_pid)
+    request = Payload({
+        Field.OP.value: WorkerOp.STEP.value,
+        Field.STEP.value: step,
+        Field.RUN_CONFIG.value: json.dumps(dict(run_config), sort_keys=True),
+        Field.NODE_CONFIG.value: json.dumps(dict(node_config), sort_keys=True),
+    })
+    return link.call(NodeStore(node.storage), request, watch_pid, message=payload)
 
 
 def process_age() -> float:

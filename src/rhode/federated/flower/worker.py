@@ -34,7 +34,7 @@ from rhode.federated.flower.node import NodeState
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, NodeStore, process_alive
 from rhode.federated.holder import HolderSide
-from rhode.federated.payload import Payload, error_payload, unpack_bundle
+from rhode.federated.payload import Payload, error_payload
 from rhode.federated.schema import Field, Status, WorkerOp
 
 log = logging.getLogger("rhode.flower.worker")
@@ -90,7 +90,9 @@ class Worker:
     def _serve_one(self, conn: socket.socket) -> None:
         conn.settimeout(None)
         try:
-            reply = self.dispatch(_recv(conn))
+            req = _recv(conn)
+            message = _recv(conn) if req.config.get(Field.OP.value) == WorkerOp.STEP.value else None
+            reply = self.dispatch(req, message)
         except _ClosedError:
             return  # a liveness probe (ensure_worker)
         except RhodeError as exc:
@@ -100,7 +102,8 @@ class Worker:
         except OSError:
             log.warning("the handler went away before the answer was sent")
 
-    def dispatch(self, req: Payload) -> Payload:
+    def dispatch(self, req: Payload, message: Payload | None = None) -> Payload:
+        """The answer to ``req`` (for op ``step``: to the step with payload ``message``)."""
         try:
             op = WorkerOp(req.get(Field.OP.value, str))
         except ValueError:
@@ -112,7 +115,8 @@ class Worker:
             return Payload({Field.STATUS.value: Status.STOPPED.value})
         t0 = time.perf_counter()
         step = req.get(Field.STEP.value, str)
-        message = unpack_bundle(req.blob(Field.MESSAGE.value), f"'{step}' message")
+        if message is None:
+            raise ProtocolError(f"holder-service request '{step}' came without its message")
         state, before = None, 0.0
         try:
             state = self._state(req)
