@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parties", type=int, default=3)
     ap.add_argument("--md", default=str(ROOT / "docs" / "benchmarks" / "deployment.md"),
                     help="the Markdown page to write ('' for none)")
+    ap.add_argument("--runs", default="in_process,deployment,old_default_deployment",
+                    help="which of the three runs (comma-separated); the ratios and the page need all three")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="run-config override for all three runs, e.g. --set hidden=4 (JSON values)")
     a = ap.parse_args(argv)
@@ -269,17 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         "recommended": RECOMMENDED, "old_default": OLD_DEFAULT,
     }
     rec = {**base, **RECOMMENDED}
-    out["in_process"] = in_process(csvs, {**rec, "server-dir": str(root / "unused")}, a.iterations)
-    print(json.dumps({"in_process": out["in_process"]}, indent=1), flush=True)
-    out["deployment"] = deployment(root / "recommended", csvs, {**rec, "server-dir": str(root / "server-rec")})
-    print(json.dumps({"deployment": out["deployment"]}, indent=1), flush=True)
-    out["old_default_deployment"] = deployment(root / "old", csvs, {**base, **OLD_DEFAULT,
-                                                                    "server-dir": str(root / "server-old")})
-    out["ratios"] = ratios(out)
-    Path(a.json).write_text(json.dumps(out, indent=1))
-    if a.md:
-        Path(a.md).write_text(markdown(out))
-    print(json.dumps(out["ratios"], indent=1))
+    runs = {
+        "in_process": lambda: in_process(csvs, {**rec, "server-dir": str(root / "unused")}, a.iterations),
+        "deployment": lambda: deployment(root / "recommended", csvs, {**rec, "server-dir": str(root / "server-rec")}),
+        "old_default_deployment": lambda: deployment(root / "old", csvs, {**base, **OLD_DEFAULT,
+                                                                          "server-dir": str(root / "server-old")}),
+    }
+    for name in a.runs.split(","):
+        out[name] = runs[name]()
+        Path(a.json).write_text(json.dumps(out, indent=1))
+        print(json.dumps({name: out[name]}, indent=1), flush=True)
+    if all(k in out for k in runs):
+        out["ratios"] = ratios(out)
+        Path(a.json).write_text(json.dumps(out, indent=1))
+        if a.md:
+            Path(a.md).write_text(markdown(out))
+        print(json.dumps(out["ratios"], indent=1))
     return 0
 
 
