@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default=str(ROOT / "docs" / "benchmarks" / "deployment.md"),
                     help="the Markdown page to write ('' for none)")
     ap.add_argument("--runs", default="in_process,deployment,old_default_deployment",
-                    help="which of the three runs (comma-separated); the ratios and the page need all three")
+                    help="which runs (comma-separated; also old_default_in_process); the ratios and the page "
+                         "need the first three")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="run-config override for all three runs, e.g. --set hidden=4 (JSON values)")
     a = ap.parse_args(argv)
@@ -276,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         "deployment": lambda: deployment(root / "recommended", csvs, {**rec, "server-dir": str(root / "server-rec")}),
         "old_default_deployment": lambda: deployment(root / "old", csvs, {**base, **OLD_DEFAULT,
                                                                           "server-dir": str(root / "server-old")}),
+        "old_default_in_process": lambda: in_process(csvs, {**base, **OLD_DEFAULT,
+                                                            "server-dir": str(root / "unused")}, a.iterations),
     }
     for name in a.runs.split(","):
         out[name] = runs[name]()
         Path(a.json).write_text(json.dumps(out, indent=1))
         print(json.dumps({name: out[name]}, indent=1), flush=True)
-    if all(k in out for k in runs):
+    if all(k in out for k in ("in_process", "deployment", "old_default_deployment")):
         out["ratios"] = ratios(out)
         Path(a.json).write_text(json.dumps(out, indent=1))
         if a.md:

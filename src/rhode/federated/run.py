@@ -92,7 +92,7 @@ class _Run:
     predictions: dict = field(default_factory=dict)  # forecasts in levels, original units
     checkpoint: Checkpoint | None = None  # the one a resume continues from
     run_json_sha256: str = ""  # of run.json as written: every checkpoint records it
-    budget: BudgetPlan | None = None  # what the run plans to reveal (a new run's; a resume's remainder)
+    budget: BudgetPlan | None = None  # what this configuration reveals (a resume checks what is left)
 
 
 def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -395,8 +395,8 @@ def summary(report: dict) -> str:
 
 def _decryption_line(d: dict) -> str:
     return (f"  decryptions: {d['used']} ciphertexts revealed of the keys' budget of {d['budget']} "
-            f"({d['left']} left for queries); a revealed value is exact to {d['reveal_error_bound']:.1e} "
-            f"({d['reveal_precision_bits']:.1f} bits per share)")
+            f"({d['left']} left for queries); a revealed value is within {d['reveal_error_bound']:.1e} "
+            f"of the true one ({d['reveal_precision_bits']:.1f} bits per share)")
 
 
 _SUMMARY_MAES = (("encrypted", "encrypted"), ("mirror", "mirror"), ("plaintext", "plaintext"),
