@@ -32,7 +32,8 @@ def test_train_on_csv_files_end_to_end(tmp_path):
              for i, s in enumerate((0.02, -0.03, 0.05))]
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "rhode.cli", "train", "--data", *map(str, files),
-                           "--target", "load", "--out", str(out), "--preset", "test", "--quiet"],
+                           "--target", "load", "--out", str(out), "--preset", "test", "--quiet",
+                           "--iterations", "3"],
                           capture_output=True, text=True, timeout=1500, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())

@@ -1,7 +1,9 @@
 """The Flower deployment's building blocks without a deployment: payloads as Flower records and as
 bundles (bytes only, every corruption a rhode error), run/node configuration errors, the aggregator's
-rejection of a corrupted answer (naming the data holder), the node-local holder service (every step
-relayed to it, rhode errors answered, the service kept), and the generated TLS certificates."""
+rejection of a corrupted answer (naming the data holder), the node-local holder service (rhode errors
+answered, the service kept; the whole protocol through it without a SuperLink is
+tests/federated/test_momentum.py::test_flower_policy_keeps_and_restores_the_velocities), and the
+generated TLS certificates."""
 
 from __future__ import annotations
 
@@ -162,35 +164,6 @@ def test_missing_holder_is_named(tmp_path):
                         1: lambda s, p: Payload({"party": 1})})
     with pytest.raises(ProtocolError, match="data holder 0 rejected 'query.pcks': SerializationError: bad"):
         t.exchange(Step.KEY_SWITCH, {0: Payload(), 1: Payload()}, 5.0)
-
-
-@pytest.mark.slow
-def test_node_side_runs_the_protocol_through_bytes_without_flower(tmp_path):
-    """The deployment's policy (DeploymentRun) and its data holders as a Flower node runs them: every
-    message relayed as bytes by :func:`relay.forward` (what the ClientApp does) to the node's holder
-    service (a real process per holder, its state in memory), but without a SuperLink: one global
-    iteration equals the sequential in-process engine's to TOL (the Flower deployment test checks the
-    same on a real SuperLink, more slowly)."""
-    from _flower_util import decrypt_checkpoint, in_process_reference, relay_transport, run_config, write_csvs
-
-    from rhode.federated.flower.server import DeploymentRun
-
-    csvs = write_csvs(tmp_path)
-    rc = run_config(tmp_path / "server", **{"global-iterations": 1})
-    configs = [{"party-index": i, "data": str(c), "storage": str(tmp_path / f"s{i}")}
-               for i, c in enumerate(csvs)]
-    pids = []
-    try:
-        summary = DeploymentRun(DeployConfig.from_run_config(rc), relay_transport(rc, configs)).train()
-        pids = [NodeStore(c["storage"]).worker_pid() for c in configs]
-        iteration, model = decrypt_checkpoint(tmp_path / "server", [c["storage"] for c in configs])
-    finally:
-        for c in configs:
-            NodeStore(c["storage"]).kill_worker()
-    assert summary["iterations"] == iteration == 1
-    assert all(pids) and len(set(pids)) == 3 and os.getpid() not in pids  # one service per holder
-    want = in_process_reference(csvs, rc)["models"][0]
-    assert max(float(np.max(np.abs(model[k] - want[k]))) for k in want) <= 1e-3
 
 
 def test_holder_service_answers_errors_and_keeps_serving(tmp_path):
