@@ -254,10 +254,11 @@ def test_bad_momentum_options_name_the_option(over, option):
 
 @pytest.mark.slow
 def test_flower_policy_keeps_and_restores_the_velocities(tmp_path):
-    """The deployment's policy (DeploymentRun) with node states and every payload as a bundle, as on
-    the wire, but without a SuperLink (as tests/federated/test_flower_wire.py): one iteration, then a
-    resumed DeploymentRun continues from the checkpoint's model and velocities; the result equals the
-    sequential in-process engine's two uninterrupted iterations to TOL."""
+    """The deployment's policy (DeploymentRun) with its data holders as a Flower node runs them (every
+    message relayed as bytes to the node's holder service, a real process per holder), but without a
+    SuperLink: one iteration, then a resumed DeploymentRun continues from the checkpoint's model and
+    velocities; the result equals the sequential in-process engine's two uninterrupted iterations to
+    TOL."""
     from _flower_util import decrypt_checkpoint, in_process_reference, relay_transport, run_config, write_csvs
 
     from rhode.federated.flower.server import DeploymentRun
