@@ -185,3 +185,19 @@ def run_budget(cfg: RunConfig, n_features: int, params: CkksParams) -> BudgetPla
     return plan_budget(
         cfg.global_iterations, cfg.query_batches, model_ciphertexts=len(model.init_params(cfg.seed)),
         test_windows=cfg.max_test_windows, windows_per_ciphertext=K.plan_for(model, cfg.batch, params).c)
+
+
+def ledger_report(ledger: DecryptionLedger, params: CkksParams, n_parties: int,
+                  plan: dict | None = None) -> dict:
+    """What the keys have revealed and may still reveal (report.json ``decryptions``), and how precisely
+    a revealed value is known: each of ``n_parties`` flooded shares adds Gaussian noise of standard
+    deviation 2^-reveal_precision_bits."""
+    return {**ledger.to_dict(), "plan": plan, "reveal_precision_bits": params.reveal_precision_bits,
+            "reveal_error_bound": params.reveal_error_bound(n_parties)}
+
+
+def summary_line(d: dict) -> str:
+    """The summary's line on :func:`ledger_report` ``d``."""
+    return (f"  decryptions: {d['used']} ciphertexts revealed of the keys' budget of {d['budget']} "
+            f"({d['left']} left for queries); a revealed value is within {d['reveal_error_bound']:.1e} "
+            f"of the true one ({d['reveal_precision_bits']:.1f} bits per share)")

@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 
 from rhode.data import Normalizer, forecast_windows
 from rhode.errors import CheckpointError, DataError, ParameterError
+from rhode.federated import budget as B
 from rhode.federated import codec as K
 from rhode.federated.baselines import accuracy
-from rhode.federated.budget import BudgetPlan, DecryptionLedger, budgeted, run_budget
 from rhode.federated.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, read_run, write_checkpoint
 from rhode.federated.config import RunConfig, model_configs, run_fingerprint
 from rhode.federated.dataprep import (
@@ -92,7 +92,7 @@ class _Run:
     predictions: dict = field(default_factory=dict)  # forecasts in levels, original units
     checkpoint: Checkpoint | None = None  # the one a resume continues from
     run_json_sha256: str = ""  # of run.json as written: every checkpoint records it
-    budget: BudgetPlan | None = None  # what this configuration reveals (a resume checks what is left)
+    budget: B.BudgetPlan | None = None  # what this configuration reveals (a resume checks what is left)
 
 
 def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -104,9 +104,9 @@ def run_training(cfg: RunConfig, out: Path, *, resume: bool = False, progress: b
     cfg = with_batch(cfg, holders, slots)  # batch 0 = auto; run.json records it
     check_holders(cfg, holders, slots)  # ... and so does every other check that needs no key
     r = _Run(cfg, Path(out), run_fingerprint(cfg), _Progress(progress), holders)
-    r.budget = run_budget(cfg, holders[0].train.n_features, preset(cfg.preset))
+    r.budget = B.run_budget(cfg, holders[0].train.n_features, preset(cfg.preset))
     if not resume:
-        budgeted(preset(cfg.preset), r.budget)  # a budget the preset cannot flood is refused now
+        B.budgeted(preset(cfg.preset), r.budget)  # a budget the preset cannot flood is refused now
     digests = [data_digest(cfg, h) for h in holders]
     if resume:
         r.meta, r.checkpoint = _check_resume(r, digests)
@@ -196,7 +196,7 @@ def _keys(r: _Run, fed: Federation) -> None:
     if r.meta is not None:
         ctx = r.bar.run("loading keys", lambda: load_public_keys(r.out))
         fed.attach(ctx, n_features)
-        fed.agg.ledger = DecryptionLedger.load(r.out, ctx.params.decryption_budget)
+        fed.agg.ledger = B.DecryptionLedger.load(r.out, ctx.params.decryption_budget)
         done = r.checkpoint.iteration if r.checkpoint is not None else 0
         b = r.budget
         fed.agg.ledger.check(r.cfg.global_iterations - done + b.model + b.prediction,
@@ -206,8 +206,8 @@ def _keys(r: _Run, fed: Federation) -> None:
         r.run_json_sha256 = file_sha256(r.out / RUN_JSON)
         r.seconds["loading_keys"] = time.perf_counter() - t0
         return
-    params = budgeted(preset(r.cfg.preset), r.budget)
-    fed.agg.ledger = DecryptionLedger.create(r.out, params.decryption_budget)
+    params = B.budgeted(preset(r.cfg.preset), r.budget)
+    fed.agg.ledger = B.DecryptionLedger.create(r.out, params.decryption_budget)
     r.stats = r.bar.run(
         f"collective key generation ({len(r.holders)} parties, {r.cfg.preset} preset)",
         lambda: fed.keygen(params),
@@ -325,15 +325,8 @@ def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -
         "operations": fed.operation_counts(),
         "history": r.history,
         "config": cfg.to_dict(),
-        "decryptions": decryption_report(agg.ledger, ckks, len(holders), r.meta.get("decryption_budget")),
+        "decryptions": B.ledger_report(agg.ledger, ckks, len(holders), r.meta.get("decryption_budget")),
     }
-
-
-def decryption_report(ledger: DecryptionLedger, params, n_parties: int, plan: dict | None = None) -> dict:
-    """What the run's keys have revealed and may still reveal, and how precisely a revealed value is
-    known: each of ``n_parties`` flooded shares adds Gaussian noise of 2^-reveal_precision_bits."""
-    return {**ledger.to_dict(), "plan": plan, "reveal_precision_bits": params.reveal_precision_bits,
-            "reveal_error_bound": params.reveal_error_bound(n_parties)}
 
 
 def _write_outputs(r: _Run, report: dict) -> None:
@@ -387,16 +380,10 @@ def summary(report: dict) -> str:
         f"rounds, peak memory {report['peak_rss_mb']:.0f} MiB"
         + (f" (this process only: since iteration {report['counted_since_iteration']})"
            if report.get("resumed_from_iteration") is not None else ""),
-        _decryption_line(report["decryptions"]),
+        B.summary_line(report["decryptions"]),
         f"  report, plots and checkpoint in {report['out']}",
     ]
     return "\n".join(lines)
-
-
-def _decryption_line(d: dict) -> str:
-    return (f"  decryptions: {d['used']} ciphertexts revealed of the keys' budget of {d['budget']} "
-            f"({d['left']} left for queries); a revealed value is within {d['reveal_error_bound']:.1e} "
-            f"of the true one ({d['reveal_precision_bits']:.1f} bits per share)")
 
 
 _SUMMARY_MAES = (("encrypted", "encrypted"), ("mirror", "mirror"), ("plaintext", "plaintext"),
@@ -465,11 +452,11 @@ def _predict(cfg: RunConfig, model_dir: Path, ctx, ckpt: Checkpoint, series, w, 
     """The encrypted prediction of :func:`run_prediction` and its files."""
     with Federation(cfg, [None] * cfg.n_parties, parties_dir(model_dir)) as fed:
         fed.attach(ctx, series.n_features)
-        fed.agg.ledger = DecryptionLedger.load(model_dir, ctx.params.decryption_budget)
+        fed.agg.ledger = B.DecryptionLedger.load(model_dir, ctx.params.decryption_budget)
         enc = K.model_from_checkpoint(ctx, fed.agg.backend, fed.agg.model, ckpt.model)
         yq = fed.predict(enc, w.X)
         sent = fed.bytes_per_party()
-        decryptions = decryption_report(fed.agg.ledger, ctx.params, cfg.n_parties)
+        decryptions = B.ledger_report(fed.agg.ledger, ctx.params, cfg.n_parties)
     pred, truth = w.map.original(w.levels(yq))[:, 0], w.map.original(w.truth)[:, 0]
     last = w.map.original(w.last)[:, 0]
     path = out / "predictions.csv"
