@@ -38,6 +38,7 @@ from rhode.federated import codec as K
 from rhode.federated.config import RunConfig, model_configs
 from rhode.federated.files import DECRYPTIONS_FILE, atomic_write
 from rhode.mhe import CkksParams
+from rhode.mhe.params import MIN_REVEAL_BITS
 from rhode.nn.model import RecurrentModel
 
 LEDGER_NAME = DECRYPTIONS_FILE
@@ -152,10 +153,6 @@ class DecryptionLedger:
             raise CheckpointError(f"{path} does not go with this run's keys (budget {stored}, the keys' "
                                   f"{budget}); start a new run (new keys) in another directory")
         return cls(stored, spent, path)
-
-
-#: bits of precision a revealed value must keep (CkksParams.validate refuses fewer)
-MIN_REVEAL_BITS = 8
 
 
 def budgeted(base: CkksParams, plan: BudgetPlan) -> CkksParams:

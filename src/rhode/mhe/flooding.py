@@ -30,7 +30,7 @@ import numpy as np
 
 from rhode.mhe.collective import LocalCollective
 from rhode.mhe.context import Ciphertext
-from rhode.mhe.params import CkksParams, preset
+from rhode.mhe.params import MIN_REVEAL_BITS, CkksParams, preset
 
 
 def measure_noise_bits(params: CkksParams, n_parties: int = 3, trials: int = 3) -> dict[str, float]:
@@ -91,7 +91,7 @@ def budget_table(names: tuple[str, ...] = ("test", "default", "deep")) -> str:
             "|---|" + "---|" * len(BUDGETS)]
     for name in names:
         bits = [preset(name).reveal_precision_bits - 0.5 * math.log2(q) for q in BUDGETS]  # q = 1 minus
-        cells = [f"{b:.1f}" if b >= 8 else "-" for b in bits]
+        cells = [f"{b:.1f}" if b >= MIN_REVEAL_BITS else "-" for b in bits]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

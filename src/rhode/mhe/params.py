@@ -37,6 +37,9 @@ from rhode.errors import ParameterError
 # plus one bit of margin).
 NOISE_BITS = {"test": 20.0, "default": 21.0, "deep": 22.0}
 
+#: Bits of precision a revealed (flooded) value must keep: parameters leaving fewer are refused.
+MIN_REVEAL_BITS = 8
+
 #: Most ciphertexts one joint key may be planned to reveal (2^30: flooding 15 bits above q = 1).
 MAX_BUDGET = 1 << 30
 
@@ -132,12 +135,12 @@ class CkksParams:
         if not isinstance(self.decryption_budget, int) or not 1 <= self.decryption_budget <= MAX_BUDGET:
             raise ParameterError(f"the decryption budget must be an integer between 1 and {MAX_BUDGET}, "
                                  f"got {self.decryption_budget!r}")
-        if self.reveal_precision_bits < 8:
+        if self.reveal_precision_bits < MIN_REVEAL_BITS:
             raise ParameterError(
                 f"a {self.scale_bits}-bit scale leaves {self.reveal_precision_bits:.1f} bits of precision "
                 f"after noise flooding sized for {self.decryption_budget} decryptions "
                 f"({self.flood_bits:.1f} bits); plan fewer decryptions or "
-                f"use a scale of at least {math.ceil(self.flood_bits) + 8} bits")
+                f"use a scale of at least {math.ceil(self.flood_bits) + MIN_REVEAL_BITS} bits")
         if self.secure:
             limit = _MAX_LOGQ_128.get(n)
             # HYBRID key switching adds auxiliary moduli (about one scale's worth per digit).
