@@ -23,6 +23,7 @@ from rhode.federated.dataprep import load_holders, stat_values, window_holders
 from rhode.federated.engine import Federation
 from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
 from rhode.federated.run import n_workers
+from rhode.mhe import preset
 from rhode.nn.model import RecurrentModel
 
 TOL = 1e-3
@@ -35,11 +36,14 @@ def _config(**over) -> RunConfig:
     return RunConfig(**base).validate()
 
 
-def _train(cfg: RunConfig, workers: int = 1):
+def _train(cfg: RunConfig, workers: int = 1, rotations_per_round: int | None = None):
     """Encrypted training through a Federation; the decrypted model and encrypted loss after every
-    iteration, the mirror, and the federation (left open: close it)."""
+    iteration, the mirror, and the federation (left open: close it). ``rotations_per_round``: rotation
+    keys made in chunks of that many (as a large ring's are)."""
     holders = load_holders(cfg)
     fed = Federation(cfg, [h.train for h in holders], workers=workers)
+    if rotations_per_round:
+        fed.agg.rotation_round_bytes = rotations_per_round * preset(cfg.preset).rotation_key_bytes
     stats = fed.keygen(inspect=200)  # the tests decrypt the model after every iteration
     window_holders(holders, Normalizer.from_stats(stats), cfg)
     parties = [(h.X, h.Y) for h in holders]
@@ -89,8 +93,10 @@ def test_sequential_engine_equals_mirror(cell):
 @pytest.mark.slow
 def test_parallel_engine_equals_sequential_and_mirror():
     cfg = _config(global_iterations=2)
-    seq, par = _train(cfg), _train(cfg, workers=2)  # 2 workers for 3 holders: one trains two
+    seq = _train(cfg)
+    par = _train(cfg, workers=2, rotations_per_round=4)  # 2 workers for 3 holders: one trains two
     try:
+        assert len(par["fed"].agg.rotation_chunks) >= 3 and len(seq["fed"].agg.rotation_chunks) == 1
         for it in range(cfg.global_iterations):
             assert _max_diff(par["decrypted"][it], seq["decrypted"][it]) <= TOL
             assert _max_diff(par["decrypted"][it], par["mirror"][it + 1]) <= TOL

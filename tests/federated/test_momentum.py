@@ -23,6 +23,8 @@ tests/federated/test_resume.py.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -261,9 +263,9 @@ def test_flower_policy_keeps_and_restores_the_velocities(tmp_path):
     TOL."""
     from _flower_util import decrypt_checkpoint, in_process_reference, relay_transport, run_config, write_csvs
 
-    from rhode.federated.flower.server import DeploymentRun
+    from rhode.federated.flower.server import ROUNDS_LOG, DeploymentRun
     from rhode.federated.flower.settings import DeployConfig
-    from rhode.federated.flower.store import NodeStore
+    from rhode.federated.flower.store import EVAL_KEYS, NodeStore
 
     csvs = write_csvs(tmp_path)
     rc = run_config(tmp_path / "server", **{"momentum": 0.7, "lr-decay": 0.8})
@@ -272,7 +274,17 @@ def test_flower_policy_keeps_and_restores_the_velocities(tmp_path):
 
     try:
         rc1 = {**rc, "global-iterations": 1}
-        DeploymentRun(DeployConfig.from_run_config(rc1), relay_transport(rc1, nodes)).train()
+        dc1 = DeployConfig.from_run_config(rc1)
+        first = DeploymentRun(dc1, relay_transport(rc1, nodes))
+        # the rotation keys in chunks of 3 (as a 2^15 ring's are): the extra ROTATION_KEYS rounds install
+        # them in every holder service, which trains with them and stores them for the resumed run
+        first.agg.rotation_round_bytes = 3 * dc1.params.rotation_key_bytes
+        first.train()
+        log = (tmp_path / "server" / ROUNDS_LOG).read_text().splitlines()
+        steps = [json.loads(line)["step"] for line in log]
+        chunks = first.agg.rotation_chunks
+        assert len(chunks) >= 3 and max(map(len, chunks)) == 3
+        assert steps.count(Step.ROTATION_KEYS.value) == len(chunks) + 1
         ckpt = read_checkpoint(tmp_path / "server")
         params = [k for k in ckpt.model if not k.startswith("velocity/")]
         assert [k for k in ckpt.model if k not in params] == [
@@ -286,3 +298,4 @@ def test_flower_policy_keeps_and_restores_the_velocities(tmp_path):
     assert summary["resumed_from"] == 1 and iteration == 2
     want = in_process_reference(csvs, rc)["models"][1]
     assert _max_diff(model, want) <= TOL
+    assert NodeStore(nodes[1]["storage"]).has(EVAL_KEYS)

@@ -60,3 +60,28 @@ def test_party_count_is_validated(n, params):
 
 def test_party_count_bounds_accepted():
     assert check_party_count(2) == 2 and check_party_count(16) == 16
+
+
+@pytest.mark.parametrize("name", ["test", "default"])
+def test_rotation_key_size_estimate_follows_openfhe(name):
+    """The estimate that sizes the key-generation rounds is within 10 % of a serialized rotation key
+    (the deep preset's, 25.2 MB, is checked by bench/deployment.py's key-generation bytes)."""
+    import openfhe as fhe
+
+    p = preset(name)
+    cc = make_context(p)
+    sk = cc.KeyGen().secretKey
+    cc.EvalAtIndexKeyGen(sk, [1, 2])
+    size = len(fhe.SerializeEvalAutomorphismKeyString(fhe.BINARY, sk.GetKeyTag())) / 2
+    assert abs(p.rotation_key_bytes - size) <= 0.1 * size
+
+
+def test_rotation_chunks_keep_each_round_under_the_limit():
+    from rhode.federated.keygen import ROTATION_ROUND_BYTES, rotation_chunks
+
+    rots = list(range(-14, 15))  # 29 offsets, as the demo configuration needs
+    assert rotation_chunks(rots, preset("default")) == [rots]  # 2^14: one round, as before
+    deep = rotation_chunks(rots, preset("deep"))
+    assert [len(c) for c in deep] == [10, 10, 9] and sum(deep, []) == rots
+    assert max(map(len, deep)) * preset("deep").rotation_key_bytes <= ROTATION_ROUND_BYTES
+    assert rotation_chunks(rots, preset("default"), limit=1) == [[r] for r in rots]

@@ -40,6 +40,7 @@ class HolderSide:
             Step.RKG2: self.rkg2,
             Step.EVAL_KEYS: self.eval_keys,
             Step.STATS: self.stats,
+            Step.ROTATION_KEYS: self.rotation_keys,
             Step.HELLO: self.hello,
             Step.REFRESH: self.refresh,
             Step.DECRYPT: self.decrypt,
@@ -182,6 +183,27 @@ class HolderSide:
         centred = (values - _mean(p, values.shape[1])) ** 2
         v = stats_vector(centred, p.int_list(Field.EXPS.value), p.get(Field.TOTAL_ROWS.value, float))
         return self._answer(blobs={Field.STATS.value: K.cts_blob(ctx, [ctx.encrypt(v)])})
+
+    def rotation_keys(self, p: Payload) -> Payload:
+        """One round of the pipelined rotation-key chunks: install the joint keys of blob ROT_KEYS (if
+        any); the lead makes its share (the CRPs) of ``rotations``, a non-lead its share of the lead's
+        in LEAD_ROT_SHARE (if the request names rotations)."""
+        ctx = self.state.context()
+        if Field.ROT_KEYS.value in p.blobs:
+            self.state.install_rotation_keys(
+                p.take(Field.ROT_KEYS.value, lambda b: rotation.RotationShare.from_bytes(ctx, b)))
+        out = self._answer({Field.KEY_TAG.value: ctx.key_tag})
+        if Field.ROTATIONS.value not in p.config:
+            return out
+        party, rotations = self.state.party(), p.int_list(Field.ROTATIONS.value)
+        if self.index == 0:
+            share = rotation.gen_crp(party, rotations)
+        else:
+            crp = p.take(
+                Field.LEAD_ROT_SHARE.value, lambda b: rotation.RotationCrp.from_bytes(ctx, b, rotations))
+            share = rotation.gen_share(party, rotation.RotationCrp.of(crp))
+        out.blobs[Field.ROT_SHARE.value] = K.share_blob(ctx, share)
+        return out
 
     def hello(self, p: Payload) -> Payload:
         """A resumed or prediction run: party index and joint key tag (public keys installed if the

@@ -3,6 +3,9 @@
 :class:`KeyGeneration` adds to the aggregator's rounds the 8 rounds of key generation (public key,
 relinearization key in two rounds, exactly the rotation keys the packing needs) on which the two
 secure sums of the global normalization statistics ride, and ``HELLO`` for a resumed or prediction run.
+Rotation keys that do not fit one message (:data:`ROTATION_ROUND_BYTES`, rings of 2^15 and more) are
+made in chunks: the first rides on the 8 rounds, each other chunk takes one more round, and the
+pipeline two more to finish (``ROTATION_KEYS``).
 """
 
 from __future__ import annotations
@@ -42,8 +45,31 @@ class Schema:
         return len(self.features)
 
 
+#: Most bytes of rotation-key shares one key-generation message carries (per holder): the rotation keys
+#: of a large ring are generated in chunks of this size (2^15: ~25 MB per key, 29 keys in 3 chunks), so
+#: that a deployment's processes do not each hold every share at once.
+ROTATION_ROUND_BYTES = 256 << 20
+
+
+def rotation_chunks(rotations: list[int], params, limit: int = ROTATION_ROUND_BYTES) -> list[list[int]]:
+    """``rotations`` split into as few nearly equal chunks as keep each chunk's shares under ``limit``
+    bytes (:attr:`~rhode.mhe.params.CkksParams.rotation_key_bytes` each); one chunk if they fit."""
+    per = max(1, limit // params.rotation_key_bytes)
+    n = max(1, -(-len(rotations) // per))
+    size = -(-len(rotations) // n)
+    return [list(rotations[k : k + size]) for k in range(0, len(rotations), size)] or [[]]
+
+
 class KeyGeneration(Rounds):
-    """Key generation and ``HELLO`` (see module docstring)."""
+    """Key generation and ``HELLO`` (see module docstring).
+
+    Attributes:
+        rotation_round_bytes: the most bytes of rotation-key shares per message (:func:`rotation_chunks`).
+        rotation_chunks: the rotation offsets of each chunk, once key generation made them.
+    """
+
+    rotation_round_bytes: int = ROTATION_ROUND_BYTES
+    rotation_chunks: tuple[list[int], ...] = ()
 
     def keygen(self, ctx: MheContext) -> Stats:
         """Collective key generation on the fresh context ``ctx`` and the encrypted global statistics
@@ -62,7 +88,9 @@ class KeyGeneration(Rounds):
         sc = self.schema = self.check_schema(setup)
         self._public_key(setup)
         self.setup_model(sc.n_features)
-        rotations = K.rotations_for(self.model, self.run.batch, ctx.params)
+        chunks = rotation_chunks(K.rotations_for(self.model, self.run.batch, ctx.params), ctx.params,
+                                 self.rotation_round_bytes)
+        rotations, self.rotation_chunks = chunks[0], tuple(chunks)
         ans = self._all(
             Step.JOINT_KEY,
             Payload(
@@ -98,9 +126,44 @@ class KeyGeneration(Rounds):
                 ProtocolKind.RELIN_ROUND2,
             ),
         )
-        self.setup_model(sc.n_features)
         mean = unscale(self.fuse(ans, 1, len(sc.columns))[0], sc.exps, "mean")
-        return self._variance(mean)
+        stats = self._variance(mean)
+        self._more_rotation_keys(chunks[1:])
+        self.setup_model(sc.n_features)  # the cipher backend, now that every evaluation key exists
+        return stats
+
+    def _more_rotation_keys(self, chunks: list[list[int]]) -> None:
+        """ROTATION_KEYS: the rotation keys beyond the first chunk, pipelined (``len(chunks) + 2`` rounds
+        for one or more chunks): in each round the lead makes the CRPs of the next chunk, the others
+        their shares of the previous one, and every holder installs the chunk finished before that."""
+        ctx, todo = self.ctx, list(chunks)
+        crp = joint = None  # (rotations, the lead's answer) whose others' shares come next; keys to install
+        while todo or crp is not None or joint is not None:
+            make = todo.pop(0) if todo else None
+            requests = {}
+            for i in self.parties:
+                p = Payload({}, {} if joint is None else {Field.ROT_KEYS.value: K.share_blob(ctx, joint)})
+                if i == 0 and make is not None:
+                    p.config[Field.ROTATIONS.value] = make
+                elif i > 0 and crp is not None:
+                    p.config[Field.ROTATIONS.value] = crp[0]
+                    p.blobs[Field.LEAD_ROT_SHARE.value] = crp[1].blobs[Field.ROT_SHARE.value]
+                requests[i] = p
+            ans = self.t.exchange(Step.ROTATION_KEYS, requests, self.timeouts[0])
+            self._check_key_tags(ans, "made rotation keys for")
+            joint = None
+            if crp is not None:
+                joint = self._fold_rotation_shares(crp, ans)
+                rotation.finalize(ctx, joint)
+            crp = (make, ans[0]) if make is not None else None
+
+    def _fold_rotation_shares(self, crp: tuple[list[int], Payload], answers: dict[int, Payload]):
+        """The joint rotation keys of one chunk: the lead's share (``crp``) plus the others' (``answers``)."""
+        ctx, rotations = self.ctx, crp[0]
+        rot = lambda b: rotation.RotationShare.from_bytes(ctx, b, rotations)  # noqa: E731
+        lead = self.take_share(0, crp[1], Field.ROT_SHARE.value, rot, ProtocolKind.ROTATION)
+        return self.fold_answers(answers, Field.ROT_SHARE.value, rot, rotation.aggregate,
+                                 ProtocolKind.ROTATION, lead)
 
     def _public_key(self, setup: dict[int, Payload]) -> None:
         """CKG: the others' public-key shares from the lead's CRP; the joint public key installed."""

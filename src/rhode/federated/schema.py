@@ -13,6 +13,9 @@ step                   request -> answer
 ``RKG1``               rotations, LEAD_R1_SHARE, LEAD_ROT_SHARE -> R1_SHARE, ROT_SHARE (non-leads)
 ``RKG2``               ROUND1, CTS -> R2_SHARE, SHARES (decryption shares of the first statistics sum)
 ``EVAL_KEYS``          mean, EVAL_KEYS -> key_tag, exps (magnitudes of the centred squares)
+``ROTATION_KEYS``      the rotation keys beyond the first chunk, pipelined: (lead) rotations -> ROT_SHARE;
+                       (non-leads) rotations, LEAD_ROT_SHARE -> ROT_SHARE; (all, optional) ROT_KEYS
+                       (one chunk's joint keys to install)
 ``STATS``              mean, exps, total_rows -> STATS (second statistics sum)
 ``HELLO``              fingerprint (+ CONTEXT, EVAL_KEYS for holders that keep no public keys)
                        -> party, key_tag
@@ -44,6 +47,8 @@ class Step(str, enum.Enum):
     # evaluation keys to every holder; the second statistics sum
     EVAL_KEYS = "query.evalkeys"
     STATS = "query.stats"
+    # the rotation keys that did not fit the first round (large rings), a chunk per round
+    ROTATION_KEYS = "query.rotkeys"
     # a resumed or prediction run checks every holder
     HELLO = "query.hello"
     # shares on ciphertexts
@@ -110,6 +115,7 @@ class Field(str, enum.Enum):
     # rotation keys
     ROT_SHARE = "rot_share"
     LEAD_ROT_SHARE = "lead_rot_share"
+    ROT_KEYS = "rot_keys"  # one chunk of joint rotation keys
     # ciphertexts and shares on them
     STATS = "stats"
     CTS = "cts"

@@ -31,6 +31,7 @@ from rhode.federated.schema import Field
 from rhode.federated.work import job_work, pending_answer
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
+from rhode.mhe.protocols import rotation
 from rhode.nn.model import RecurrentModel
 
 _CONTEXTS: dict[bytes, MheContext] = {}  # this process's contexts, by digest of their bytes
@@ -55,6 +56,17 @@ def install_eval_keys(ctx: MheContext, p: Payload) -> MheContext:
     if ctx.key_tag not in _EVAL_KEYS_LOADED or not ctx.has_relin_key:
         S.load_eval_keys(ctx, data)  # validates before installing
         _EVAL_KEYS_LOADED.add(ctx.key_tag)
+    return ctx
+
+
+def install_rotation_keys(ctx: MheContext, keys) -> MheContext:
+    """Install the joint rotation keys ``keys`` in ``ctx`` unless this process holds them already (in
+    process: the aggregator's context, which installed them when it summed the shares)."""
+    have = set(ctx.cc.GetExistingEvalAutomorphismKeyIndices(ctx.key_tag)) if ctx.rotation_indices else set()
+    if not set(ctx.cc.FindAutomorphismIndices(list(keys.rotations))) <= have:
+        rotation.finalize(ctx, keys)
+    else:
+        ctx.rotation_indices = ctx.rotation_indices | ctx.normalize_rotations(keys.rotations)
     return ctx
 
 
@@ -137,6 +149,11 @@ class HolderState:
 
     def install_eval_keys(self, p: Payload) -> MheContext:
         return install_eval_keys(self.context(), p)
+
+    def install_rotation_keys(self, keys) -> MheContext:
+        """Add one chunk of joint rotation keys (a :class:`~rhode.mhe.protocols.rotation.RotationShare`
+        summed over every holder) to the context (a node stores them with its evaluation keys)."""
+        return install_rotation_keys(self.context(), keys)
 
     def party(self) -> Party:
         raise NotImplementedError

@@ -87,6 +87,14 @@ class CkksParams:
         return self.depth - 2
 
     @property
+    def rotation_key_bytes(self) -> int:
+        """Estimated bytes of one serialized rotation key (or key share): HYBRID key switching with
+        OpenFHE's 3 digits, ``16 N * 3 * (L + 1 + ceil((L + 1) / 3))``; within 6 % of the measured size
+        for every preset (test 6.3 MB, default 6.3 MB, deep 25.2 MB)."""
+        towers = self.depth + 1
+        return 16 * self.ring_dim * 3 * (towers + -(-towers // 3))
+
+    @property
     def log_q(self) -> int:
         """Approximate bits of the ciphertext modulus at level 0."""
         return self.first_mod_bits + self.depth * self.scale_bits

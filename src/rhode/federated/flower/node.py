@@ -20,7 +20,13 @@ from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field
-from rhode.federated.state import HolderSettings, HolderState, LocalJobs, install_eval_keys
+from rhode.federated.state import (
+    HolderSettings,
+    HolderState,
+    LocalJobs,
+    install_eval_keys,
+    install_rotation_keys,
+)
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
 
@@ -97,6 +103,13 @@ class NodeState(HolderState):
         self.store.write(EVAL_KEYS, p.blob(Field.EVAL_KEYS.value))
         self._jobs.close()
         self._eval_keys = True
+        return ctx
+
+    def install_rotation_keys(self, keys) -> MheContext:
+        ctx = install_rotation_keys(self.job_context(), keys)
+        self.store.write(EVAL_KEYS, S.eval_keys_to_bytes(ctx))
+        self.store.write(CONTEXT, S.context_to_bytes(ctx))
+        self._jobs.close()
         return ctx
 
     def job_context(self) -> MheContext:
