@@ -39,6 +39,7 @@ BENCHES := mhe_ops deserialized_ops approximations accuracy packing training sca
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,flower,bench]"  # bench/federations.py reads series from these
 	@for b in $(BENCHES); do if [ -f bench/$$b.py ]; then echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; fi; done
+	@echo "== bench/deployment.py"; d=$$(mktemp -d) && $(PY) bench/deployment.py --root $$d --json docs/benchmarks/deployment.json && rm -rf $$d
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
