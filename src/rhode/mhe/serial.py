@@ -58,6 +58,7 @@ class Kind(enum.IntEnum):
     REFRESH_REQUEST = 14
     QUERIER_PUBLIC_KEY = 15
     EVAL_KEYS = 16
+    KEY_PIECE = 17  # a Shamir piece of a secret share (rhode.mhe.protocols.recovery)
 
 
 def params_hash(params: CkksParams) -> bytes:
