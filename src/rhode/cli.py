@@ -56,6 +56,9 @@ _RUN_OPTIONS: list[tuple[str, Any, str]] = [
     ("query_batches", int,
      "querier batches (each one ciphertext of up to a batch of windows) that rhode predict may reveal "
      "after training: reserved in the keys' decryption budget (docs/security.md)"),
+    ("threshold", int,
+     "t-out-of-N key: training goes on while at least t data holders answer (a strict majority; default "
+     "0: all N, nothing extra shared; docs/security.md, 'Dropout')"),
     ("workers", int,
      "processes for the data holders' local training (default 0: one per data holder, at most two per "
      "CPU core; 1: sequential)"),

@@ -24,6 +24,18 @@ class ProtocolError(RhodeError):
     """A collective protocol cannot proceed (missing party, wrong share, mismatched state)."""
 
 
+class HolderUnavailableError(ProtocolError):
+    """Data holders did not answer a round (timed out, SuperNode gone, not connected).
+
+    Attributes:
+        parties: the indices of the data holders that did not answer.
+    """
+
+    def __init__(self, message: str, parties) -> None:
+        super().__init__(message)
+        self.parties = tuple(sorted(int(p) for p in parties))
+
+
 class SerializationError(RhodeError):
     """Bytes that do not decode to the expected object (corrupted, truncated, wrong type or key)."""
 

@@ -32,10 +32,11 @@ from functools import reduce
 import numpy as np
 
 from rhode.data import Stats
-from rhode.errors import CheckpointError, ProtocolError
+from rhode.errors import CheckpointError, HolderUnavailableError, ProtocolError
 from rhode.federated import codec as K
 from rhode.federated.budget import Reveal
 from rhode.federated.dataprep import stats_to_json
+from rhode.federated.dropout import recover
 from rhode.federated.keygen import KeyGeneration
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, JobKind, Status, Step
@@ -114,6 +115,17 @@ class Aggregator(KeyGeneration):
     def iteration(
         self, it: int, params: dict, stats: Stats, loss: bool = True
     ) -> tuple[dict, IterationRecord]:
+        """:meth:`one_iteration`; under a t-out-of-N key a holder that drops out is recovered
+        (:func:`rhode.federated.dropout.recover`) and the iteration restarts without it."""
+        while True:
+            try:
+                return self.one_iteration(it, params, stats, loss)
+            except HolderUnavailableError as exc:
+                recover(self, exc, it)
+
+    def one_iteration(
+        self, it: int, params: dict, stats: Stats, loss: bool = True
+    ) -> tuple[dict, IterationRecord]:
         """One global iteration on the encrypted global model ``params``: every holder's local training
         (its pending ciphertexts refreshed together with every other holder's), FedAvg weighted by the
         holders' window counts, the new model refreshed to level 0, and (``loss``) its encrypted
@@ -134,14 +146,14 @@ class Aggregator(KeyGeneration):
                     shapes.items(), self._import(i, done[i], len(shapes)), strict=True
                 )
             }
-            for i in self.parties
+            for i in self.active
         ]
-        weights = [float(done[i].get(Field.WINDOWS.value, int)) for i in self.parties]
+        weights = [float(done[i].get(Field.WINDOWS.value, int)) for i in self.active]
         self._forms_used = self._union_forms(done)
         velocities = {
-            i: self._velocity(i, done[i]) for i in self.parties if Field.VELOCITY.value in done[i].blobs
+            i: self._velocity(i, done[i]) for i in self.active if Field.VELOCITY.value in done[i].blobs
         }
-        if velocities and len(velocities) != self.n:
+        if velocities and len(velocities) != len(self.active):
             raise ProtocolError(f"only data holders {sorted(velocities)} sent their velocity")
         new = fedavg(self.backend, models, weights)
         # the next iteration (and a prediction) start with every level: fewer refresh points; the
@@ -170,10 +182,10 @@ class Aggregator(KeyGeneration):
         """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model over one batch of every holder:
         each holder computes its scaled encrypted sum, only the global sum is decrypted. It is revealed
         as :data:`LOSS_REVEAL_FACTOR` times the loss (its flooding error divided by that on decoding)."""
-        scale = LOSS_REVEAL_FACTOR / (2 * self.n * self.run.batch)
+        scale = LOSS_REVEAL_FACTOR / (2 * len(self.active) * self.run.batch)
         done = self.run_jobs(JobKind.LOSS, it, params, stats, scale)
         shape = (self.model.config.output_size,)
-        parts = [self.backend.import_param(self._import(i, done[i], 1), shape) for i in self.parties]
+        parts = [self.backend.import_param(self._import(i, done[i], 1), shape) for i in self.active]
         total = reduce(self.backend.add, parts)
         self.backend.prepare_export([total])
         revealed = self.backend.decode(total, self.decrypt(TC.ciphertexts(total), Reveal.LOSS))
@@ -219,8 +231,8 @@ class Aggregator(KeyGeneration):
         """party -> its TRAIN request: the shared one, plus (local training with momentum) its own
         velocity. The model blob is encoded once for all of them."""
         if kind is not JobKind.TRAIN or not self.velocities:
-            return dict.fromkeys(self.parties, request)
-        if sorted(self.velocities) != self.parties:
+            return dict.fromkeys(self.active, request)
+        if sorted(self.velocities) != self.active:
             raise ProtocolError(f"velocities of data holders {sorted(self.velocities)} only; every holder "
                                 "needs its own (restore them all from the checkpoint)")
         return {

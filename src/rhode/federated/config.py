@@ -35,6 +35,7 @@ FLAGS: dict[str, str] = {
     "lr_decay_every": "--lr-decay-every", "clip": "--clip", "clip_value": "--clip-value",
     "preset": "--preset", "seed": "--seed", "test_fraction": "--test-fraction",
     "max_test_windows": "--max-test-windows", "query_batches": "--query-batches", "workers": "--workers",
+    "threshold": "--threshold",
 }
 
 
@@ -90,6 +91,7 @@ class RunConfig:
     query_batches: int = 8
     max_rows: int | None = None
     workers: int = 1
+    threshold: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -137,11 +139,25 @@ class RunConfig:
                       f"at least {MIN_FRACTION:g} from either end")
         if not (_is_int(self.seed) and self.seed >= 0):
             raise bad("--seed", f"{self.seed!r}; expected an integer >= 0")
+        self._validate_threshold(bad)
         from rhode.mhe.params import PRESETS  # deferred: `rhode --help` does not load OpenFHE
 
         if self.preset not in PRESETS:
             raise bad("--preset", f"{self.preset!r}; choose one of {', '.join(PRESETS)}")
         return self
+
+    def _validate_threshold(self, bad) -> None:
+        n, t = self.n_parties, self.threshold
+        if not _is_int(t) or t < 0:
+            raise bad("--threshold", f"{t!r}; expected an integer (0: all {n} data holders)")
+        if t and not n / 2 < t <= n:
+            raise bad("--threshold", f"{t} of {n} data holders; it must be more than half of them and at "
+                      f"most {n} (with t <= N/2 two disjoint groups could each rebuild shares and decrypt)")
+
+    @property
+    def key_threshold(self) -> int:
+        """How many data holders must be online for the key to work (t; N without ``--threshold``)."""
+        return self.threshold or self.n_parties
 
     def _validate_momentum(self, bad) -> None:
         number = _is_number
@@ -170,6 +186,8 @@ class RunConfig:
         d = self.to_dict()
         for volatile in ("global_iterations", "max_test_windows", "query_batches", "workers", "extra"):
             d.pop(volatile, None)
+        if not d.get("threshold"):
+            d.pop("threshold", None)  # N-out-of-N: the fingerprint of runs made before --threshold
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

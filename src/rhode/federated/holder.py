@@ -13,11 +13,13 @@ See :mod:`rhode.federated.schema` for what each step carries.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
 
 import numpy as np
 
 from rhode.errors import ProtocolError, SerializationError
 from rhode.federated import codec as K
+from rhode.federated import threshold
 from rhode.federated.dataprep import magnitude_exponents, stat_values, stats_from_json, stats_vector
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, JobKind, Status, Step
@@ -45,6 +47,8 @@ class HolderSide:
             Step.REFRESH: self.refresh,
             Step.DECRYPT: self.decrypt,
             Step.KEY_SWITCH: self.key_switch,
+            Step.RECOVER: self.recover,
+            Step.ADOPT: self.adopt,
             Step.TRAIN: self.train,
             Step.RESUME: self.resume,
         }
@@ -102,6 +106,8 @@ class HolderSide:
             party = Party.create(ctx, 0)
             self.state.save_party(party)
             out.blobs[Field.PK_SHARE.value] = K.share_blob(ctx, public_key.gen_share(party))
+        if self.state.run.key_threshold < n:
+            out.config[Field.SEAL_PK.value] = threshold.sealing_public_key(self.state)
         return out
 
     def ckg(self, p: Payload) -> Payload:
@@ -136,6 +142,8 @@ class HolderSide:
             rotations = p.int_list(Field.ROTATIONS.value)
             out.blobs[Field.R1_SHARE.value] = K.share_blob(ctx, relin.gen_crp(party))
             out.blobs[Field.ROT_SHARE.value] = K.share_blob(ctx, rotation.gen_crp(party, rotations))
+        if Field.SEAL_PKS.value in p.config:
+            out.blobs.update(threshold.deal_pieces(self.state, p))
         return out
 
     def rkg1(self, p: Payload) -> Payload:
@@ -160,6 +168,10 @@ class HolderSide:
         """Relinearization round-2 share; decryption shares of the first statistics sum."""
         ctx, party = self.state.context(), self.state.party()
         round1 = p.take(Field.ROUND1.value, lambda b: relin.RelinRound1Share.from_bytes(ctx, b))
+        kept = threshold.keep_pieces(self.state, p)
+        if kept and kept != self.state.run.n_parties - 1:
+            raise ProtocolError(
+                f"data holder {self.index} got {kept} key pieces, expected one from each other")
         out = self.decrypt(p)
         out.blobs[Field.R2_SHARE.value] = K.share_blob(ctx, relin.gen_round2(party, round1))
         return out
@@ -218,7 +230,7 @@ class HolderSide:
         """Refresh (IntMPBoot) shares for every ciphertext of the request."""
         ctx = self.state.context()
         request = p.take(Field.REQUEST.value, lambda b: refresh.RefreshRequest.from_bytes(ctx, b))
-        share = refresh.gen_share(self.state.party(), request)
+        share = self._fold(lambda party: refresh.gen_share(party, request), refresh.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.pairs)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
@@ -226,7 +238,8 @@ class HolderSide:
     def decrypt(self, p: Payload) -> Payload:
         """Flooded threshold-decryption shares of the request's ciphertexts."""
         ctx = self.state.context()
-        share = decryption.gen_share(self.state.party(), K.take_cts(ctx, p, Field.CTS.value), flood=True)
+        cts = K.take_cts(ctx, p, Field.CTS.value)
+        share = self._fold(lambda party: decryption.gen_share(party, cts, flood=True), decryption.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
@@ -237,10 +250,26 @@ class HolderSide:
         qpk = p.take(
             Field.QUERIER_PK.value, lambda b: S.public_key_from_bytes(ctx, b, S.Kind.QUERIER_PUBLIC_KEY)
         )
-        share = key_switch.gen_share(self.state.party(), K.take_cts(ctx, p, Field.CTS.value), qpk)
+        cts = K.take_cts(ctx, p, Field.CTS.value)
+        share = self._fold(lambda party: key_switch.gen_share(party, cts, qpk), key_switch.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
+
+    def _fold(self, gen, aggregate):
+        """This holder's share, plus those of the dropped holders it answers for (their sum: one answer)."""
+        ctx = self.state.context()
+        return reduce(lambda a, b: aggregate(ctx, a, b), (gen(party) for party in self.state.parties()))
+
+    # -- t-out-of-N recovery -----------------------------------------------------------------------------
+    def recover(self, p: Payload) -> Payload:
+        """A helper: its piece of the dropped holder's share, sealed for the rebuilding holder."""
+        return self._answer(blobs={Field.PIECE.value: threshold.reseal_piece(self.state, p)})
+
+    def adopt(self, p: Payload) -> Payload:
+        """The rebuilding holder: rebuild the dropped holder's share and answer for it from now on."""
+        threshold.adopt(self.state, p)
+        return self._answer({Field.KEY_TAG.value: self.state.context().key_tag})
 
     # -- jobs on the encrypted model -------------------------------------------------------------------------
     def train(self, p: Payload) -> Payload:

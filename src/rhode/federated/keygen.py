@@ -22,7 +22,7 @@ from rhode.federated.budget import Reveal
 from rhode.federated.dataprep import unscale
 from rhode.federated.payload import Blob, Payload
 from rhode.federated.rounds import Rounds
-from rhode.federated.schema import Field, Step
+from rhode.federated.schema import Field, Step, piece_blob
 from rhode.mhe import MheContext
 from rhode.mhe import serial as S
 from rhode.mhe.evaluator import Evaluator
@@ -60,6 +60,12 @@ def rotation_chunks(rotations: list[int], params, limit: int = ROTATION_ROUND_BY
     return [list(rotations[k : k + size]) for k in range(0, len(rotations), size)] or [[]]
 
 
+def pieces_for(recipient: int, answers: dict[int, Payload]) -> dict:
+    """The sealed key pieces in ``answers`` (JOINT_KEY) addressed to ``recipient``, by dealer."""
+    name = piece_blob(recipient)
+    return {piece_blob(d): a.blobs[name] for d, a in answers.items() if d != recipient and name in a.blobs}
+
+
 class KeyGeneration(Rounds):
     """Key generation and ``HELLO`` (see module docstring).
 
@@ -86,6 +92,7 @@ class KeyGeneration(Rounds):
             self.timeouts[1],
         )
         sc = self.schema = self.check_schema(setup)
+        seal_pks = self._sealing_keys(setup)
         self._public_key(setup)
         self.setup_model(sc.n_features)
         chunks = rotation_chunks(K.rotations_for(self.model, self.run.batch, ctx.params), ctx.params,
@@ -98,6 +105,7 @@ class KeyGeneration(Rounds):
                     Field.ROTATIONS.value: rotations,
                     Field.EXPS.value: sc.exps,
                     Field.TOTAL_ROWS.value: sc.total_rows,
+                    **({Field.SEAL_PKS.value: seal_pks} if seal_pks else {}),
                 },
                 {
                     Field.JOINT_PK.value: Blob(
@@ -110,12 +118,11 @@ class KeyGeneration(Rounds):
         sum1 = self.secure_sum(ans, "first")
         round1 = self._relin_round1_and_rotations(ans[0], rotations)
         self.spend(Reveal.STATISTICS, 1, "the global mean")  # its decryption shares ride on RKG2
-        ans = self._all(
-            Step.RKG2,
-            Payload(
-                {}, {Field.ROUND1.value: K.share_blob(ctx, round1), Field.CTS.value: K.cts_blob(ctx, [sum1])}
-            ),
-        )
+        blobs = {Field.ROUND1.value: K.share_blob(ctx, round1), Field.CTS.value: K.cts_blob(ctx, [sum1])}
+        base = Payload({}, blobs)  # one payload for all (encoded once) unless key pieces ride along
+        requests = {i: Payload({}, {**blobs, **pieces_for(i, ans)}) if seal_pks else base
+                    for i in self.parties}
+        ans = self.t.exchange(Step.RKG2, requests, self.timeouts[0])  # the sealed key pieces ride here
         relin.finalize(
             ctx,
             self.fold_answers(
@@ -164,6 +171,17 @@ class KeyGeneration(Rounds):
         lead = self.take_share(0, crp[1], Field.ROT_SHARE.value, rot, ProtocolKind.ROTATION)
         return self.fold_answers(answers, Field.ROT_SHARE.value, rot, rotation.aggregate,
                                  ProtocolKind.ROTATION, lead)
+
+    def _sealing_keys(self, setup: dict[int, Payload]) -> list[str]:
+        """With ``--threshold t < N``: every holder's public sealing key (hex), in party order."""
+        if self.run.key_threshold == self.n:
+            return []
+        keys = [setup[i].config.get(Field.SEAL_PK.value) for i in self.parties]
+        for i, k in enumerate(keys):
+            if not (isinstance(k, str) and len(k) == 64 and all(c in "0123456789abcdef" for c in k)):
+                raise ProtocolError(f"data holder {i} sent no valid public sealing key (its rhode is older, "
+                                    "or it runs without --threshold)")
+        return keys
 
     def _public_key(self, setup: dict[int, Payload]) -> None:
         """CKG: the others' public-key shares from the lead's CRP; the joint public key installed."""

@@ -20,12 +20,14 @@ from rhode.tensor import NumpyBackend
 
 
 def plain_fedavg(
-    model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig, weights
+    model: RecurrentModel, train_cfg: TrainConfig, parties, cfg: RunConfig, weights, participants=None
 ) -> list[dict]:
-    """Plaintext FedAvg with the encrypted run's seed, batches and weights; ``parties[i] = (X_i, Y_i)``.
-    Returns the global model after each iteration (element 0: the initial model)."""
+    """Plaintext FedAvg with the encrypted run's seed, batches and weights; ``parties[i] = (X_i, Y_i)``;
+    ``participants(k)``: who trains in iteration k (a run with dropouts). Returns the global model after
+    each iteration (element 0: the initial model)."""
     return train_federated(
-        model, train_cfg, parties, global_iterations=cfg.global_iterations, seed=cfg.seed, weights=weights
+        model, train_cfg, parties, global_iterations=cfg.global_iterations, seed=cfg.seed, weights=weights,
+        participants=participants,
     ).models
 
 

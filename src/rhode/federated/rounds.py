@@ -66,13 +66,16 @@ class Rounds:
         self._forms_used: dict[str, list[str]] = {}
         self.holder_operations: dict[str, int] = {}
         self.ledger: DecryptionLedger | None = None
+        self.active: list[int] = list(range(self.n))  # who answers rounds: all but the dropped holders
+        self.dropouts: list[dict] = []  # {"party", "iteration", "rebuilder"} (rhode.federated.dropout)
 
     @property
     def parties(self) -> list[int]:
         return list(range(self.n))
 
     def _all(self, step: Step, payload: Payload) -> dict[int, Payload]:
-        return self.t.exchange(step, dict.fromkeys(self.parties, payload), self.timeouts[0])
+        """One round to every active data holder (each answers for the dropped holders it adopted)."""
+        return self.t.exchange(step, dict.fromkeys(self.active, payload), self.timeouts[0])
 
     @staticmethod
     def _parse(party: int, what: str, fn, payload: Payload):
@@ -106,7 +109,7 @@ class Rounds:
         acc = Accumulator(self.ctx, aggregate, what)
         if lead is not None:
             acc.add(lead)
-        for i in self.parties[1:] if lead is not None else self.parties:
+        for i in self.parties[1:] if lead is not None else self.active:
             acc.add(self.take_share(i, answers[i], name, decode, what))
         return acc.result()
 

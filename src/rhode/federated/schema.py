@@ -7,16 +7,23 @@ its keys the same way). The step values are Flower message types (``category.act
 =====================  ===========================================================================
 step                   request -> answer
 =====================  ===========================================================================
-``SETUP``              n_parties, fingerprint, CONTEXT -> party, schema, count, exps (+ PK_SHARE: lead)
+``SETUP``              n_parties, fingerprint, CONTEXT -> party, schema, count, exps (+ PK_SHARE: lead;
+                       + seal_pk: with --threshold)
 ``CKG``                LEAD_PK_SHARE -> PK_SHARE (non-leads)
-``JOINT_KEY``          rotations, exps, total_rows, JOINT_PK -> key_tag, STATS (+ R1_SHARE, ROT_SHARE: lead)
+``JOINT_KEY``          rotations, exps, total_rows, JOINT_PK (+ seal_pks) -> key_tag, STATS (+ R1_SHARE,
+                       ROT_SHARE: lead; + piece-<j>: with --threshold, one sealed piece per other holder)
 ``RKG1``               rotations, LEAD_R1_SHARE, LEAD_ROT_SHARE -> R1_SHARE, ROT_SHARE (non-leads)
-``RKG2``               ROUND1, CTS -> R2_SHARE, SHARES (decryption shares of the first statistics sum)
+``RKG2``               ROUND1, CTS (+ piece-<d>: the pieces sealed for this holder) -> R2_SHARE, SHARES
+                       (decryption shares of the first statistics sum)
 ``EVAL_KEYS``          mean, EVAL_KEYS -> key_tag, exps (magnitudes of the centred squares)
 ``ROTATION_KEYS``      the rotation keys beyond the first chunk, pipelined: (lead) rotations -> ROT_SHARE;
                        (non-leads) rotations, LEAD_ROT_SHARE -> ROT_SHARE; (all, optional) ROT_KEYS
                        (one chunk's joint keys to install)
 ``STATS``              mean, exps, total_rows -> STATS (second statistics sum)
+``RECOVER``            dropped, rebuilder -> PIECE (this holder's piece of the dropped share, sealed for
+                       the rebuilder)
+``ADOPT``              dropped, piece-<j> (the helpers' sealed pieces) -> key_tag (the rebuilder now
+                       answers for the dropped holder)
 ``HELLO``              fingerprint (+ CONTEXT, EVAL_KEYS for holders that keep no public keys)
                        -> party, key_tag
 ``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request)
@@ -55,6 +62,9 @@ class Step(str, enum.Enum):
     REFRESH = "query.refresh"
     DECRYPT = "query.decrypt"
     KEY_SWITCH = "query.pcks"
+    # t-out-of-N: a dropped holder's pieces to the rebuilding holder, which then answers for it
+    RECOVER = "query.recover"
+    ADOPT = "query.adopt"
     # jobs on the encrypted global model
     TRAIN = "train.local"
     RESUME = "train.resume"
@@ -116,6 +126,12 @@ class Field(str, enum.Enum):
     ROT_SHARE = "rot_share"
     LEAD_ROT_SHARE = "lead_rot_share"
     ROT_KEYS = "rot_keys"  # one chunk of joint rotation keys
+    # t-out-of-N (--threshold): sealing keys, sealed pieces (blobs "piece-<holder>"), recovery
+    SEAL_PK = "seal_pk"
+    SEAL_PKS = "seal_pks"
+    PIECE = "piece"
+    DROPPED = "dropped"
+    REBUILDER = "rebuilder"
     # ciphertexts and shares on them
     STATS = "stats"
     CTS = "cts"
@@ -155,3 +171,8 @@ class JobKind(str, enum.Enum):
 
     TRAIN = "train"  # local training: the local model
     LOSS = "loss"  # encrypted sum of squared errors on one batch, scaled by ``scale``
+
+
+def piece_blob(holder: int) -> str:
+    """The blob of a sealed key piece from (or for) data holder ``holder``."""
+    return f"{Field.PIECE.value}-{holder}"

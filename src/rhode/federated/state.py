@@ -15,6 +15,7 @@ and one copy of the evaluation keys (OpenFHE keeps them in process-wide maps key
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from rhode.data import Normalizer, make_windows
 from rhode.errors import ProtocolError
 from rhode.federated import codec as K
 from rhode.federated.config import RunConfig
+from rhode.federated.files import atomic_write
 from rhode.federated.job import JobRunner
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field
@@ -33,6 +35,9 @@ from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
 from rhode.mhe.protocols import rotation
 from rhode.nn.model import RecurrentModel
+
+#: where a holder keeps its X25519 sealing key, the others' public sealing keys, the shares it adopted
+SEALING_KEY, PEERS, ADOPTED = "sealing.key", "peers.json", "adopted.json"
 
 _CONTEXTS: dict[bytes, MheContext] = {}  # this process's contexts, by digest of their bytes
 _EVAL_KEYS_LOADED: set[str] = set()  # joint key tags whose evaluation keys this process holds
@@ -107,6 +112,7 @@ class HolderState:
         self._windows: tuple[str, tuple] | None = None
         self._backends: dict = {}
         self._hook = _Hook()
+        self._adopted: dict[int, Party] = {}
 
     @property
     def run(self) -> RunConfig:
@@ -161,6 +167,41 @@ class HolderState:
     def save_party(self, party: Party) -> None:
         raise NotImplementedError
 
+    # -- t-out-of-N: sealing key, the pieces this holder keeps, the shares it adopted ------------------
+    def put_secret(self, name: str, data: bytes) -> None:
+        """Keep secret material ``name`` (0600 wherever it is stored); until the next key epoch."""
+        raise NotImplementedError
+
+    def get_secret(self, name: str) -> bytes | None:
+        """What :meth:`put_secret` kept under ``name`` (None if nothing)."""
+        raise NotImplementedError
+
+    def need_secret(self, name: str, what: str) -> bytes:
+        data = self.get_secret(name)
+        if data is None:
+            raise ProtocolError(f"data holder {self.index} has no {what}; it was made at key generation "
+                                "with --threshold (start a new run with it)")
+        return data
+
+    def adopt(self, party: Party) -> None:
+        """Answer for the dropped holder ``party.index`` from now on (its rebuilt share kept 0600)."""
+        self.put_secret(f"adopted-{party.index}.key", party.secret_bytes())
+        indices = sorted({*self._adopted_indices(), party.index})
+        self.put_secret(ADOPTED, json.dumps(indices).encode())
+        self._adopted[party.index] = party
+
+    def _adopted_indices(self) -> list[int]:
+        raw = self.get_secret(ADOPTED)
+        return [int(i) for i in json.loads(raw)] if raw else []
+
+    def parties(self) -> list[Party]:
+        """Every share this holder answers with: its own, then the dropped holders' it adopted."""
+        for d in self._adopted_indices():
+            if d not in self._adopted:
+                self._adopted[d] = Party.from_secret_bytes(
+                    self.context(), self.need_secret(f"adopted-{d}.key", f"adopted share of holder {d}"))
+        return [self.party(), *(self._adopted[d] for d in sorted(self._adopted))]
+
     # -- jobs -------------------------------------------------------------------------------------------
     def backend(self, model: RecurrentModel, pause):
         """This holder's cipher backend for ``model`` (made once), its refresh hook pausing via ``pause``."""
@@ -212,6 +253,7 @@ class MemoryState(HolderState):
         self.parties_dir = Path(parties_dir) if parties_dir is not None else None
         self._ctx: MheContext | None = None
         self._party: Party | None = None
+        self._secrets: dict[str, bytes] = {}
         self._jobs = LocalJobs(self) if jobs is None else jobs(self)
 
     def train_series(self):
@@ -227,9 +269,22 @@ class MemoryState(HolderState):
 
     def new_epoch(self, p: Payload) -> MheContext:
         self._jobs.close()
-        self._party, self._backends = None, {}
+        self._party, self._backends, self._secrets, self._adopted = None, {}, {}, {}
         self._ctx = self._take_context(p)
         return self._ctx
+
+    def put_secret(self, name: str, data: bytes) -> None:
+        self._secrets[name] = bytes(data)
+        if self.parties_dir is not None:
+            self.parties_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.parties_dir / f"holder-{self.index}-{name}", data)
+
+    def get_secret(self, name: str) -> bytes | None:
+        if name not in self._secrets and self.parties_dir is not None:
+            path = self.parties_dir / f"holder-{self.index}-{name}"
+            if path.exists():
+                self._secrets[name] = path.read_bytes()
+        return self._secrets.get(name)
 
     def attach(self, p: Payload) -> MheContext:
         if Field.CONTEXT.value in p.blobs:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from rhode.errors import ProtocolError, RhodeError
+from rhode.errors import HolderUnavailableError, ProtocolError, RhodeError
 from rhode.federated.payload import ERROR_KIND_KEY, Payload, error_payload
 from rhode.federated.schema import Field, Step
 
@@ -111,7 +111,7 @@ def check_answers(step: Step, answers: dict[int, Payload], expected: Iterable[in
     for party in sorted(expected):
         p = answers.get(party)
         if p is None:
-            raise ProtocolError(f"data holder {party} did not answer '{step.value}'")
+            raise HolderUnavailableError(f"data holder {party} did not answer '{step.value}'", [party])
         if p.error is not None:
             raise ProtocolError(
                 f"data holder {party} rejected '{step.value}': "
@@ -162,9 +162,9 @@ class LocalTransport(Transport):
         t0 = time.monotonic()
         missing = sorted(set(requests) - set(self.handlers))
         if missing:
-            raise ProtocolError(
-                f"data holder(s) {', '.join(map(str, missing))} did not answer '{step.value}' (not connected)"
-            )
+            raise HolderUnavailableError(
+                f"data holder(s) {', '.join(map(str, missing))} did not answer '{step.value}' "
+                "(not connected)", missing)
         if step in self.concurrent and len(requests) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=len(self.handlers), thread_name_prefix="holder")

@@ -92,7 +92,8 @@ def evaluate(model: RecurrentModel, params: dict[str, np.ndarray], X: np.ndarray
 def train_federated(model: RecurrentModel, train: TrainConfig,
                     parties: Sequence[tuple[np.ndarray, np.ndarray]], *, global_iterations: int,
                     seed: int, weights: Sequence[float] | None = None,
-                    on_iteration: Callable[[int, dict], None] | None = None) -> FedResult:
+                    on_iteration: Callable[[int, dict], None] | None = None,
+                    participants: Callable[[int], Sequence[int]] | None = None) -> FedResult:
     """Plaintext FedAvg exactly as the encrypted run executes it (N = 1: centralized training): the
     mirror of an encrypted run with the polynomial model, the non-secure baseline with the exact one.
 
@@ -103,6 +104,8 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     never averaged), then :func:`fedavg` (``weights``, e.g. the sample counts, or None for uniform).
     Initial model: ``model.init_params(seed)``; initial velocities zero.
     ``on_iteration(k, record)`` is called after each global iteration with its history record.
+    ``participants(k)``: the parties that train in iteration k (default all): the mirror of a run in
+    which the others dropped out (their models and velocities left out, the weights renormalized).
     """
     train.validate()
     if isinstance(global_iterations, bool) or not isinstance(global_iterations, int) or global_iterations < 1:
@@ -116,8 +119,9 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
     velocities: list = [None] * len(data)
     for k in range(global_iterations):
         with np.errstate(all="ignore"):  # a diverging run overflows: its record says so, not a warning
+            who = list(range(len(data))) if participants is None else sorted(participants(k))
             params, velocities, rec = _iteration(model, train, data, (params, velocities),
-                                                 BatchKey(seed, 0, k), weights)
+                                                 BatchKey(seed, 0, k), weights, who)
         result.models.append(params)
         result.history.append(rec)
         if on_iteration is not None:
@@ -128,7 +132,7 @@ def train_federated(model: RecurrentModel, train: TrainConfig,
 
 
 def _iteration(model: RecurrentModel, train: TrainConfig, data: list, state: tuple[dict, list],
-               key: BatchKey, weights) -> tuple[dict, list, dict]:
+               key: BatchKey, weights, who: list[int]) -> tuple[dict, list, dict]:
     """One plaintext global iteration on a range-recording backend from ``state`` = (global model,
     every party's velocity or None): (new global model, new velocities, its record)."""
     params, velocities = state
@@ -138,12 +142,14 @@ def _iteration(model: RecurrentModel, train: TrainConfig, data: list, state: tup
     def record_grads(grads: dict) -> None:
         max_grad[0] = max(max_grad[0], max(float(np.max(np.abs(g))) for g in grads.values()))
 
-    runs = [train_locally(be, model, {n: be.param(v) for n, v in params.items()}, (X, Y), train,
-                          key._replace(party=i), velocity=velocities[i], on_grads=record_grads)
-            for i, (X, Y) in enumerate(data)]
-    velocities = [None if r.velocity is None else
-                  {n: np.asarray(v, dtype=float) for n, v in r.velocity.items()} for r in runs]
-    params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, [r.params for r in runs], weights).items()}
+    runs = {i: train_locally(be, model, {n: be.param(v) for n, v in params.items()}, data[i], train,
+                             key._replace(party=i), velocity=velocities[i], on_grads=record_grads)
+            for i in who}
+    velocities = [None if i not in runs or runs[i].velocity is None else
+                  {n: np.asarray(v, dtype=float) for n, v in runs[i].velocity.items()}
+                  for i in range(len(data))]
+    w = None if weights is None else [weights[i] for i in who]
+    params = {n: np.asarray(v, dtype=float) for n, v in fedavg(be, [runs[i].params for i in who], w).items()}
     X_all = np.concatenate([X for X, _ in data])
     Y_all = np.concatenate([Y for _, Y in data])
     rec = {"iteration": key.iteration, **evaluate(model, params, X_all, Y_all), "max_abs_grad": max_grad[0],

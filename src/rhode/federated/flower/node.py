@@ -16,6 +16,7 @@ import time
 from rhode.data import load_csv
 from rhode.errors import DataError, ProtocolError
 from rhode.federated.dataprep import split_holder
+from rhode.federated.files import atomic_write
 from rhode.federated.flower.settings import DeployConfig, NodeConfig
 from rhode.federated.flower.store import CONTEXT, EVAL_KEYS, NodeStore
 from rhode.federated.payload import Payload
@@ -29,6 +30,9 @@ from rhode.federated.state import (
 )
 from rhode.mhe import MheContext, Party
 from rhode.mhe import serial as S
+
+#: the prefix of the t-out-of-N files in a node's storage (sealing key, pieces, adopted shares)
+SECRETS_PREFIX = "threshold-"
 
 
 class NodeState(HolderState):
@@ -83,6 +87,9 @@ class NodeState(HolderState):
         self._jobs.close()  # a job on older keys must not go on in this epoch
         (self.store.root / EVAL_KEYS).unlink(missing_ok=True)
         self.store.secret_path.unlink(missing_ok=True)
+        for path in self.store.root.glob(f"{SECRETS_PREFIX}*"):  # the previous epoch's pieces and keys
+            path.unlink()
+        self._adopted = {}
         self.store.write(CONTEXT, data)
         self._ctx, self._party, self._eval_keys = ctx, None, False
         return ctx
@@ -111,6 +118,13 @@ class NodeState(HolderState):
         self.store.write(CONTEXT, S.context_to_bytes(ctx))
         self._jobs.close()
         return ctx
+
+    def put_secret(self, name: str, data: bytes) -> None:
+        atomic_write(self.store.root / f"{SECRETS_PREFIX}{name}", data)  # 0600
+
+    def get_secret(self, name: str) -> bytes | None:
+        path = self.store.root / f"{SECRETS_PREFIX}{name}"
+        return path.read_bytes() if path.exists() else None
 
     def job_context(self) -> MheContext:
         """The context with the joint evaluation keys installed (read from storage once)."""

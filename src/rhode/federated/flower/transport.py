@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from rhode.errors import ProtocolError, RhodeError
+from rhode.errors import HolderUnavailableError, ProtocolError, RhodeError
 from rhode.federated.flower.wire import from_recorddict, to_recorddict
 from rhode.federated.payload import ERROR_KIND_KEY, Payload
 from rhode.federated.schema import Field, Step
@@ -123,16 +123,19 @@ class FlowerTransport(Transport):
                 party = pending.pop(msg.metadata.reply_to_message_id, None)
                 if party is not None:
                     who = f"data holder {party} (node {self.nodes[party]})"
+                    if msg.has_error():  # Flower's own error: the node is gone (e.g. missed heartbeats)
+                        raise HolderUnavailableError(
+                            f"{who} failed in '{step.value}': {msg.error.reason} (if its SuperNode is "
+                            "down, restart it and resume the run)", [party])
                     answers[party] = self._decode(step, msg, who)
             if not pending:
                 break
             if time.monotonic() > deadline:
                 missing = sorted(pending.values())
-                raise ProtocolError(
+                raise HolderUnavailableError(
                     f"data holder(s) {', '.join(map(str, missing))} (node "
                     f"{', '.join(str(self.nodes[m]) for m in missing)}) did not answer '{step.value}' within "
-                    f"{timeout:.0f} s (round-timeout); is its SuperNode running?"
-                )
+                    f"{timeout:.0f} s (round-timeout); is its SuperNode running?", missing)
             time.sleep(self.POLL)
         self._record(
             step,

@@ -33,7 +33,8 @@ from rhode.mhe.serial import Kind, frame, unframe
 
 def check_threshold(threshold: int, n_parties: int) -> int:
     """A valid threshold: a strict majority ``n/2 < t <= n`` (ProtocolError otherwise)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not n_parties / 2 < threshold <= n_parties:
+    valid = isinstance(threshold, int) and not isinstance(threshold, bool)
+    if not valid or not n_parties / 2 < threshold <= n_parties:
         raise ProtocolError(
             f"threshold {threshold!r} must be more than half of the {n_parties} data holders and at most "
             f"{n_parties}: with t <= N/2 two disjoint groups of t could each rebuild shares and decrypt "
@@ -116,7 +117,8 @@ def split(party: Party, n_parties: int, threshold: int) -> dict[int, Piece]:
     if threshold == n_parties:
         return {}
     moduli, values = party.with_secret(lambda s: _residues(_key_json(s)))
-    coeffs = [[_uniform(q, len(v)) for _ in range(threshold - 1)] for q, v in zip(moduli, values, strict=True)]
+    coeffs = [[_uniform(q, len(v)) for _ in range(threshold - 1)]
+              for q, v in zip(moduli, values, strict=True)]
     out = {}
     for j in range(n_parties):
         if j == party.index:
@@ -153,7 +155,8 @@ def rebuild(template: Party, dealer: int, pieces: list[Piece], threshold: int) -
         raise ProtocolError(f"rebuilding data holder {dealer}'s share needs {threshold} distinct pieces, "
                             f"got {len({p.recipient for p in pieces})}")
     if any(p.dealer != dealer or p.key_tag != ctx.key_tag for p in pieces):
-        raise ProtocolError(f"a piece given to rebuild data holder {dealer}'s share is of another holder or key")
+        raise ProtocolError(
+            f"a piece given to rebuild data holder {dealer}'s share is of another holder or key")
     key = template.with_secret(_key_json)
     towers = _towers(key)
     moduli = tuple(int(t["v"]["ptr_wrapper"]["data"]["m"]["v"]) for t in towers)
