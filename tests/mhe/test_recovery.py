@@ -99,7 +99,7 @@ def test_dropout_piece_bytes_are_checked(dealt):
     b[-1] ^= 1
     with pytest.raises(SerializationError):
         Piece.from_bytes(col.context, bytes(b))
-    assert "Piece(dealer=1, recipient=3)" == repr(pieces[1][3])
+    assert repr(pieces[1][3]) == "Piece(dealer=1, recipient=3)"
     with pytest.raises(TypeError):
         import pickle
         pickle.dumps(pieces[1][3])
