@@ -113,13 +113,16 @@ def _both_in_process_engines(csvs: list[Path], rc: dict) -> dict:
     return out
 
 
-def wait_for_round(rounds_log: Path, step: str, tag: str, timeout: float) -> None:
-    """Block until the aggregator's rounds.jsonl records ``step`` within ``tag`` (e.g. iteration-2)."""
+def wait_for_round(rounds_log: Path, step: str, tag: str, timeout: float, proc=None) -> None:
+    """Block until the aggregator's rounds.jsonl records ``step`` within ``tag`` (e.g. iteration-2);
+    fail at once if ``proc`` (the ``flwr run`` process) ended first."""
     import json
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before '{step}' in {tag}")
         if rounds_log.exists():
             for line in rounds_log.read_text().splitlines():
                 rec = json.loads(line)

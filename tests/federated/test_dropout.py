@@ -64,7 +64,7 @@ def test_dropout_in_process_run_finishes_and_equals_the_mirror():
             enc, rec = fed.agg.iteration(it, enc, stats)
             losses.append(rec.loss)
         assert fed.agg.active == [0, 1, 3]
-        assert fed.agg.dropouts == [{"party": 2, "iteration": 2, "rebuilder": 0, "gone": True}]
+        assert fed.agg.dropouts == [{"party": 2, "iteration": 2, "rebuilder": 0}]
         steps = [r.step for r in fed.transport.rounds]
         assert steps.count(Step.RECOVER.value) == 1 and steps.count(Step.ADOPT.value) == 1
         final = fed.agg.decrypt_model(enc)  # holder 0 answers for itself and for holder 2
@@ -78,19 +78,24 @@ def test_dropout_in_process_run_finishes_and_equals_the_mirror():
 
 
 @pytest.mark.slow
-def test_dropout_below_the_threshold_stops_the_run_and_without_threshold_names_the_holder():
-    for threshold, match in ((3, "fewer than the key's threshold 3"), (0, "data holder\\(s\\) 1, 2 did not")):
-        cfg = _config(threshold=threshold, global_iterations=1)
-        holders = load_holders(cfg)
-        with Federation(cfg, [h.train for h in holders]) as fed:
-            stats = fed.keygen()
-            poly = model_configs(cfg, holders[0].train.n_features)[0]
-            enc = fed.agg.encrypt_model(RecurrentModel(poly).init_params(cfg.seed))
-            fed.transport.handlers.pop(1)
-            fed.transport.handlers.pop(2)
-            with pytest.raises(ProtocolError, match=match) as err:
-                fed.agg.iteration(0, enc, stats)
-            assert isinstance(err.value, HolderUnavailableError) == (threshold == 0)
+def test_dropout_below_the_threshold_stops_the_run():
+    """Two of 4 holders gone under t = 3: one error that says so (without --threshold the transport's
+    error naming the holder stands: test_flower_deploy.py)."""
+    cfg = _config(global_iterations=1)
+    holders = load_holders(cfg)
+    with Federation(cfg, [h.train for h in holders]) as fed:
+        stats = fed.keygen()
+        poly = model_configs(cfg, holders[0].train.n_features)[0]
+        enc = fed.agg.encrypt_model(RecurrentModel(poly).init_params(cfg.seed))
+        fed.transport.handlers.pop(1)
+        fed.transport.handlers.pop(2)
+        below = "2 data holder\\(s\\) remain, fewer than the key's threshold 3"
+        with pytest.raises(ProtocolError, match=below):
+            fed.agg.iteration(0, enc, stats)
+    with pytest.raises(HolderUnavailableError, match="data holder\\(s\\) 1 did not answer"):
+        from rhode.federated.dropout import recover
+        fed.agg.run = RunConfig(**{**cfg.__dict__, "threshold": 0})
+        recover(fed.agg, HolderUnavailableError("data holder(s) 1 did not answer 'x'", [1]), 0)
 
 
 @pytest.mark.parametrize("threshold", [1, 2, 5, -1])

@@ -1,6 +1,6 @@
 """The one protocol carried by the in-process engines equals the plaintext mirror (same polynomials,
 seed, batches, FedAvg weights and loss batches) on real OpenFHE ciphertexts (insecure `test` preset,
-small dimensions): RNN, GRU and LSTM with N = 3 data holders for 3 global iterations on the
+small dimensions): RNN (3 global iterations), GRU and LSTM (2) with N = 3 data holders on the
 sequential engine, the parallel engine with fewer workers than holders, 10 holders, the global
 statistics, and a querier's prediction that only the querier can decrypt.
 
@@ -67,7 +67,7 @@ def _max_diff(a: dict, b: dict) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_sequential_engine_equals_mirror(cell):
-    r = _train(_config(cell=cell))
+    r = _train(_config(cell=cell, global_iterations=3 if cell == "rnn" else 2))  # CI time: GRU/LSTM 2
     try:
         for it, dec in enumerate(r["decrypted"]):  # every iteration, not only the last
             assert _max_diff(dec, r["mirror"][it + 1]) <= TOL, (cell, it)

@@ -101,7 +101,7 @@ def test_training_with_a_killed_node_resumes_and_equals_in_process(deployment):
 
     # iteration 2 with data holder 2's SuperNode killed during it
     proc = fed.start_run(APP_DIR, {**rc, "resume": True, "round-timeout": FAULT_TIMEOUT})
-    wait_for_round(server / "rounds.jsonl", "query.refresh", "iteration-2", RUN_TIMEOUT)
+    wait_for_round(server / "rounds.jsonl", "query.refresh", "iteration-2", RUN_TIMEOUT, proc)
     fed.kill_node(2)
     fed.wait(proc, RUN_TIMEOUT)
     status = json.loads((server / "status.json").read_text())

@@ -72,6 +72,7 @@ class IterationRecord:
     seconds_by_step: dict[str, float] = field(default_factory=dict)
     seconds_loss: float = 0.0
     seconds_aggregator: float = 0.0
+    holders: list[int] = field(default_factory=list)  # who trained it (all but the dropped holders)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -104,10 +105,10 @@ class Aggregator(KeyGeneration):
         """Inverse of :meth:`checkpoint_blobs` on resume: returns the global model and puts every holder's
         velocity back in :attr:`velocities` (a checkpoint of a run with momentum must hold them)."""
         velocities = K.velocities_from_checkpoint(self.ctx, self.backend, self.model, blobs)
-        if self.run.momentum > 0 and sorted(velocities) != self.parties:
+        if self.run.momentum > 0 and sorted(velocities) != self.active:
             raise CheckpointError(
                 f"the checkpoint holds the velocities of data holders {sorted(velocities)}, a run with "
-                f"momentum needs all {self.n}; start a new run")
+                f"momentum needs those of every active holder {self.active}; start a new run")
         params = K.model_from_checkpoint(self.ctx, self.backend, self.model, blobs)
         self.velocities = velocities
         return params
@@ -176,7 +177,7 @@ class Aggregator(KeyGeneration):
         return IterationRecord(
             it + 1, value, now - t0, len(rounds), self.refresh_rounds - rr0, self.refreshed_ciphertexts - rc0,
             weights, _per_party(rounds, "sent"), _per_party(rounds, "received"), by_step, now - t_loss,
-            max(0.0, now - t0 - sum(by_step.values())))
+            max(0.0, now - t0 - sum(by_step.values())), list(self.active))
 
     def loss(self, it: int, params: dict, stats: Stats) -> float:
         """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model over one batch of every holder:

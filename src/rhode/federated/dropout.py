@@ -54,8 +54,8 @@ def recover(agg, exc: HolderUnavailableError, iteration: int) -> None:
         done = agg.t.exchange(Step.ADOPT, adopt, agg.timeouts[0])
         if done[rebuilder].config.get(Field.KEY_TAG.value) != agg.ctx.key_tag:
             raise ProtocolError(f"data holder {rebuilder} rebuilt holder {d}'s share for another joint key")
+        since = next((r["iteration"] for r in agg.dropouts if r["party"] == d), iteration + 1)
         agg.dropouts = [r for r in agg.dropouts if r["party"] != d]
-        agg.dropouts.append({"party": d, "iteration": iteration + 1, "rebuilder": rebuilder,
-                             "gone": d in gone})
+        agg.dropouts.append({"party": d, "iteration": since, "rebuilder": rebuilder})
     for d in gone:
         agg.velocities.pop(d, None)

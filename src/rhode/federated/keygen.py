@@ -256,14 +256,19 @@ class KeyGeneration(Rounds):
         rows = sc.total_rows
         return Stats(tuple(sc.columns), sc.target, rows, mean * rows, (var + mean**2) * rows)
 
-    def hello(self, ctx: MheContext) -> None:
-        """A resumed or prediction run on the stored keys in ``ctx``: check every holder (1 round)."""
+    def hello(self, ctx: MheContext, dropouts: list[dict] | None = None) -> None:
+        """A resumed or prediction run on the stored keys in ``ctx``: check every holder (1 round).
+        ``dropouts``: the run's recorded dropouts (run.json); those holders are not waited for, their
+        rebuilders answer for them as before."""
         self.ctx = ctx
+        self.dropouts = [dict(d) for d in dropouts or []]
+        gone = {int(d["party"]) for d in self.dropouts}
+        self.active = [i for i in self.parties if i not in gone]
         p = Payload({Field.FINGERPRINT.value: self.fingerprint})
         if not self.t.keeps_public_keys:
             p.blobs[Field.CONTEXT.value] = Blob(ctx, lambda: S.context_to_bytes(ctx))
             p.blobs[Field.EVAL_KEYS.value] = Blob(ctx, lambda: S.eval_keys_to_bytes(ctx))
-        answers = self.t.discover(Step.HELLO, p, self.n, self.timeouts[1])
+        answers = self.t.discover(Step.HELLO, p, self.n, self.timeouts[1], expected=self.active)
         for i, a in answers.items():
             if a.config.get(Field.KEY_TAG.value) != ctx.key_tag:
                 raise ProtocolError(

@@ -326,6 +326,7 @@ def _evaluate(r: _Run, fed: Federation, enc: dict, mirror, exact, exact_model) -
         "history": r.history,
         "config": cfg.to_dict(),
         "decryptions": B.ledger_report(agg.ledger, ckks, len(holders), r.meta.get("decryption_budget")),
+        "threshold": cfg.key_threshold, "dropouts": agg.dropouts,
     }
 
 

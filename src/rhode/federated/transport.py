@@ -67,9 +67,11 @@ class Transport:
         self.on_round: Callable[[RoundRecord], None] | None = None
         self.tag = ""
 
-    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float) -> dict[int, Payload]:
+    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float,
+                 expected: Iterable[int] | None = None) -> dict[int, Payload]:
         """Broadcast ``payload`` as ``step`` to every connected data holder; map each answer's
-        ``party`` to its sender. Returns party -> answer once all ``n_parties`` answered."""
+        ``party`` to its sender. Returns party -> answer once every party of ``expected`` (default: all
+        ``n_parties``) answered."""
         raise NotImplementedError
 
     def exchange(self, step: Step, requests: dict[int, Payload], timeout: float) -> dict[int, Payload]:
@@ -150,8 +152,10 @@ class LocalTransport(Transport):
         self.concurrent = concurrent
         self._pool: ThreadPoolExecutor | None = None
 
-    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float) -> dict[int, Payload]:
-        return self.exchange(step, dict.fromkeys(range(n_parties), payload), timeout)
+    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float,
+                 expected: Iterable[int] | None = None) -> dict[int, Payload]:
+        parties = range(n_parties) if expected is None else expected
+        return self.exchange(step, dict.fromkeys(parties, payload), timeout)
 
     def close(self) -> None:
         if self._pool is not None:

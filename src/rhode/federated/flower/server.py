@@ -118,7 +118,7 @@ class DeploymentRun:
         self.t.tag = "keys"
         self.meta = self._load_meta()
         ctx = load_public_keys(self.dir)
-        self.agg.hello(ctx)
+        self.agg.hello(ctx, self.meta.get("dropouts"))
         self.agg.ledger = DecryptionLedger.load(self.dir, ctx.params.decryption_budget)
         self.agg.setup_model(int(self.meta["n_features"]))
 
@@ -158,6 +158,7 @@ class DeploymentRun:
                     {"history": self.meta["history"]},
                 ),
             )
+            self.meta["dropouts"] = agg.dropouts  # who dropped out when, who answers for them
             self._save_meta()
             self.status("running", iteration=it + 1)
             log.info(
@@ -175,6 +176,8 @@ class DeploymentRun:
             "seconds_keys": t_keys,
             "seconds_total": time.monotonic() - t_start,
             "decryptions": agg.ledger.to_dict(),
+            "threshold": dc.run.key_threshold,
+            "dropouts": agg.dropouts,
         }
 
     def _checkpoint_model(self) -> dict:

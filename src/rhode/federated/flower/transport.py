@@ -36,8 +36,10 @@ class FlowerTransport(Transport):
 
         return Message(to_recorddict(payload), dst_node_id=node_id, message_type=step.value, group_id=group)
 
-    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float) -> dict[int, Payload]:
+    def discover(self, step: Step, payload: Payload, n_parties: int, timeout: float,
+                 expected: Sequence[int] | None = None) -> dict[int, Payload]:
         t0 = time.monotonic()
+        want = set(range(n_parties) if expected is None else expected)
         deadline = t0 + timeout
         asked: dict[str, int] = {}  # message id -> node id, until it answers
         contacted: set[int] = set()  # asked once; again after RETRY s if Flower answered with an error
@@ -86,18 +88,19 @@ class FlowerTransport(Transport):
                     )
                 nodes[party], answers[party] = nid, p
                 unavailable.pop(nid, None)
-            if len(answers) == n_parties:
+            if want <= set(answers):
                 break
             if time.monotonic() > deadline:
-                missing = sorted(set(range(n_parties)) - set(answers))
-                raise ProtocolError(
+                missing = sorted(want - set(answers))
+                raise HolderUnavailableError(
                     f"data holder(s) {', '.join(map(str, missing))} did not answer '{step.value}' within "
                     f"{timeout:.0f} s ({len(answers)} of {n_parties} connected and answered"
                     + "".join(f"; node {nid}: {why}" for nid, why in sorted(unavailable.items()))
-                    + "); start their SuperNodes (node config party-index) or raise connect-timeout"
-                )
+                    + "); start their SuperNodes (node config party-index) or raise connect-timeout",
+                    missing)
             time.sleep(self.POLL)
-        self.nodes = nodes
+        self.nodes = {k: v for k, v in nodes.items() if k in want}
+        answers = {k: v for k, v in answers.items() if k in want}
         self._record(
             step, t0, dict.fromkeys(answers, sent_bytes), {k: v.nbytes() for k, v in answers.items()}, answers
         )
