@@ -102,3 +102,25 @@ def test_dropout_below_the_threshold_stops_the_run():
 def test_dropout_threshold_must_be_a_strict_majority(threshold):
     with pytest.raises(ParameterError, match="invalid value for --threshold"):
         _config(threshold=threshold)
+
+
+def test_dropout_sealed_pieces_open_only_for_their_recipient():
+    """What the aggregator carries: a piece sealed by holder 1 for holder 3 opens for holder 3 only,
+    not altered, not replayed to another recipient or joint key."""
+    from rhode.errors import SerializationError
+    from rhode.federated import sealing
+
+    keys = {i: sealing.new_private_key() for i in range(4)}
+    pub = {i: sealing.public_key(k) for i, k in keys.items()}
+    bound = sealing.binding("tag-a", 1, 3)
+    sealed = sealing.seal(keys[1], pub[3], b"piece of holder 1", bound)
+    assert b"piece" not in sealed
+    assert sealing.open_sealed(keys[3], pub[1], sealed, bound) == b"piece of holder 1"
+    tampered = bytearray(sealed)
+    tampered[20] ^= 1
+    for key, peer, data, b in ((keys[2], pub[1], sealed, bound),  # another holder
+                               (keys[3], pub[1], bytes(tampered), bound),  # altered on the way
+                               (keys[3], pub[1], sealed, sealing.binding("tag-b", 1, 3)),  # other key
+                               (keys[3], pub[1], sealed, sealing.binding("tag-a", 1, 2))):  # replayed
+        with pytest.raises(SerializationError, match="does not open"):
+            sealing.open_sealed(key, peer, data, b)
