@@ -52,7 +52,8 @@ def test_dropout_in_process_run_finishes_and_equals_the_mirror():
     cfg = _config()
     holders = load_holders(cfg)
     with Federation(cfg, [h.train for h in holders]) as fed:
-        stats = fed.keygen(inspect=5)
+        stats = fed.keygen(inspect=10)  # the model, decrypted twice
+        handler_2 = fed.transport.handlers[2]
         window_holders(holders, Normalizer.from_stats(stats), cfg)
         parties = [(h.X, h.Y) for h in holders]
         poly, _, train_cfg = model_configs(cfg, holders[0].train.n_features)
@@ -68,6 +69,12 @@ def test_dropout_in_process_run_finishes_and_equals_the_mirror():
         steps = [r.step for r in fed.transport.rounds]
         assert steps.count(Step.RECOVER.value) == 1 and steps.count(Step.ADOPT.value) == 1
         final = fed.agg.decrypt_model(enc)  # holder 0 answers for itself and for holder 2
+        # holder 2 back and no dropout on record: holder 0 keeps its adopted share but is not told to
+        # add it (STAND_INS), so every share counts once and the model decrypts the same
+        fed.transport.handlers[2] = handler_2
+        fed.agg.active, fed.agg.dropouts = [0, 1, 2, 3], []
+        again = fed.agg.decrypt_model(enc)
+        assert max(float(np.max(np.abs(again[k] - final[k]))) for k in final) <= TOL
     weights = [float(len(X)) for X, _ in parties]
     mirror = plain_fedavg(model, train_cfg, parties, cfg, weights,
                           participants=lambda k: [0, 1, 2, 3] if k == 0 else [0, 1, 3])

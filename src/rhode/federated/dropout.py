@@ -59,3 +59,5 @@ def recover(agg, exc: HolderUnavailableError, iteration: int) -> None:
         agg.dropouts.append({"party": d, "iteration": since, "rebuilder": rebuilder})
     for d in gone:
         agg.velocities.pop(d, None)
+    if agg.on_dropout is not None:
+        agg.on_dropout(agg.dropouts)  # the run policy records them at once (run.json)

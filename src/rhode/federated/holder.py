@@ -12,6 +12,7 @@ See :mod:`rhode.federated.schema` for what each step carries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import reduce
 
@@ -230,7 +231,7 @@ class HolderSide:
         """Refresh (IntMPBoot) shares for every ciphertext of the request."""
         ctx = self.state.context()
         request = p.take(Field.REQUEST.value, lambda b: refresh.RefreshRequest.from_bytes(ctx, b))
-        share = self._fold(lambda party: refresh.gen_share(party, request), refresh.aggregate)
+        share = self._fold(p, lambda party: refresh.gen_share(party, request), refresh.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.pairs)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
@@ -239,7 +240,8 @@ class HolderSide:
         """Flooded threshold-decryption shares of the request's ciphertexts."""
         ctx = self.state.context()
         cts = K.take_cts(ctx, p, Field.CTS.value)
-        share = self._fold(lambda party: decryption.gen_share(party, cts, flood=True), decryption.aggregate)
+        share = self._fold(p, lambda party: decryption.gen_share(party, cts, flood=True),
+                           decryption.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
@@ -251,15 +253,18 @@ class HolderSide:
             Field.QUERIER_PK.value, lambda b: S.public_key_from_bytes(ctx, b, S.Kind.QUERIER_PUBLIC_KEY)
         )
         cts = K.take_cts(ctx, p, Field.CTS.value)
-        share = self._fold(lambda party: key_switch.gen_share(party, cts, qpk), key_switch.aggregate)
+        share = self._fold(p, lambda party: key_switch.gen_share(party, cts, qpk), key_switch.aggregate)
         return self._answer(
             {Field.COUNT.value: len(share.cts)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
 
-    def _fold(self, gen, aggregate):
-        """This holder's share, plus those of the dropped holders it answers for (their sum: one answer)."""
+    def _fold(self, p: Payload, gen, aggregate):
+        """This holder's share, plus those of the dropped holders the request's STAND_INS name it for
+        (their sum: one answer). Only the aggregator's record decides: a holder that adopted a share
+        answers for it only when told to, so a holder that came back is never counted twice."""
         ctx = self.state.context()
-        return reduce(lambda a, b: aggregate(ctx, a, b), (gen(party) for party in self.state.parties()))
+        parties = [self.state.party(), *self.state.adopted(stand_ins_for(p, self.index))]
+        return reduce(lambda a, b: aggregate(ctx, a, b), (gen(party) for party in parties))
 
     # -- t-out-of-N recovery -----------------------------------------------------------------------------
     def recover(self, p: Payload) -> Payload:
@@ -290,6 +295,18 @@ class HolderSide:
             raise ProtocolError(f"data holder {self.index}'s job answered {status!r}")
         r.config[Field.PARTY.value] = self.index
         return r
+
+
+def stand_ins_for(p: Payload, index: int) -> list[int]:
+    """The dropped holders the request's STAND_INS field names holder ``index`` to answer for."""
+    raw = p.config.get(Field.STAND_INS.value)
+    if raw is None:
+        return []
+    try:
+        table = json.loads(raw)
+        return sorted(int(d) for d in table.get(str(index), []))
+    except (TypeError, ValueError, AttributeError):
+        raise SerializationError(f"message has a malformed '{Field.STAND_INS.value}' field") from None
 
 
 def _mean(p: Payload, c: int) -> np.ndarray:

@@ -8,6 +8,8 @@ switch to a querier. It holds no secret. :mod:`rhode.federated.keygen` and
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from rhode.errors import ProtocolError, RhodeError
@@ -68,13 +70,20 @@ class Rounds:
         self.ledger: DecryptionLedger | None = None
         self.active: list[int] = list(range(self.n))  # who answers rounds: all but the dropped holders
         self.dropouts: list[dict] = []  # {"party", "iteration", "rebuilder"} (rhode.federated.dropout)
+        self.on_dropout = None  # called with :attr:`dropouts` after each recovery (the run policy's)
 
     @property
     def parties(self) -> list[int]:
         return list(range(self.n))
 
     def _all(self, step: Step, payload: Payload) -> dict[int, Payload]:
-        """One round to every active data holder (each answers for the dropped holders it adopted)."""
+        """One round to every active data holder; after a dropout the request names, in STAND_INS, the
+        dropped holders each rebuilder answers for (its answer then holds the sum of their shares)."""
+        if self.dropouts:
+            table: dict[str, list[int]] = {}
+            for rec in self.dropouts:
+                table.setdefault(str(rec["rebuilder"]), []).append(int(rec["party"]))
+            payload = Payload({**payload.config, Field.STAND_INS.value: json.dumps(table)}, payload.blobs)
         return self.t.exchange(step, dict.fromkeys(self.active, payload), self.timeouts[0])
 
     @staticmethod

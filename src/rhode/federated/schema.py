@@ -26,7 +26,9 @@ step                   request -> answer
                        answers for the dropped holder)
 ``HELLO``              fingerprint (+ CONTEXT, EVAL_KEYS for holders that keep no public keys)
                        -> party, key_tag
-``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request)
+``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request; with a
+                       dropout, STAND_INS names who adds the shares of which dropped holder, also in
+                       DECRYPT and KEY_SWITCH)
 ``DECRYPT``            CTS -> SHARES (flooded threshold-decryption shares)
 ``KEY_SWITCH``         CTS, QUERIER_PK -> SHARES (key-switch shares towards the querier)
 ``TRAIN``              job, iteration, kind, stats, scale, MODEL (+ VELOCITY: this holder's own, with
@@ -132,6 +134,7 @@ class Field(str, enum.Enum):
     PIECE = "piece"
     DROPPED = "dropped"
     REBUILDER = "rebuilder"
+    STAND_INS = "stand_ins"  # JSON {holder: [dropped holders it answers for]} in share requests
     # ciphertexts and shares on them
     STATS = "stats"
     CTS = "cts"

@@ -194,13 +194,16 @@ class HolderState:
         raw = self.get_secret(ADOPTED)
         return [int(i) for i in json.loads(raw)] if raw else []
 
-    def parties(self) -> list[Party]:
-        """Every share this holder answers with: its own, then the dropped holders' it adopted."""
-        for d in self._adopted_indices():
+    def adopted(self, indices: list[int]) -> list[Party]:
+        """The rebuilt shares of the dropped holders ``indices`` (ProtocolError for one not adopted here)."""
+        for d in indices:
             if d not in self._adopted:
+                if d not in self._adopted_indices():
+                    raise ProtocolError(f"data holder {self.index} was asked to answer for data holder {d}, "
+                                        "whose share it did not rebuild")
                 self._adopted[d] = Party.from_secret_bytes(
                     self.context(), self.need_secret(f"adopted-{d}.key", f"adopted share of holder {d}"))
-        return [self.party(), *(self._adopted[d] for d in sorted(self._adopted))]
+        return [self._adopted[d] for d in indices]
 
     # -- jobs -------------------------------------------------------------------------------------------
     def backend(self, model: RecurrentModel, pause):

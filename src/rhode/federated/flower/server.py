@@ -58,6 +58,7 @@ class DeploymentRun:
             margin=dc.refresh_margin,
         )
         self.meta: dict = {}
+        self.agg.on_dropout = self._record_dropouts
 
     def _log_round(self, rec: RoundRecord) -> None:
         with open(self.dir / ROUNDS_LOG, "a") as fh:
@@ -69,6 +70,11 @@ class DeploymentRun:
             self.dir / STATUS_JSON,
             json.dumps({"state": state, "time": time.time(), **extra}, indent=1).encode(),
         )
+
+    def _record_dropouts(self, dropouts: list[dict]) -> None:
+        """After a recovery: run.json says at once who dropped (a resumed run must not wait for them)."""
+        self.meta["dropouts"] = dropouts
+        self._save_meta()
 
     def _save_meta(self) -> None:
         atomic_write(self.dir / RUN_JSON, json.dumps(self.meta, indent=1, sort_keys=True).encode())
