@@ -108,7 +108,7 @@ def test_training_with_a_killed_node_resumes_and_equals_in_process(deployment):
     assert status["state"] == "failed"
     # either the round timed out, or the SuperLink noticed the missing heartbeats first
     assert re.match(r"data holder(\(s\))? 2 \(node \d+\) (did not answer|failed in)", status["error"]), status
-    assert status["error_kind"] == "ProtocolError"
+    assert status["error_kind"] == "HolderUnavailableError"  # a ProtocolError naming the holders
     assert read_checkpoint(server).iteration == 1  # the last checkpoint is kept
 
     # restart the node (same storage: its secret share) and resume: iteration 2 completes
