@@ -43,7 +43,6 @@ def recover(agg, exc: HolderUnavailableError, iteration: int) -> None:
             "nothing can be refreshed or decrypted (restart their SuperNodes and resume the run)") from None
     homes = stand_ins(agg)
     shares = sorted(p for p, who in homes.items() if who in gone)  # theirs and those they answered for
-    agg.active = remaining
     rebuilder, helpers = remaining[0], remaining[:t]
     for d in shares:
         log.warning("data holder %d is gone: holder %d rebuilds its share from %d pieces", d, rebuilder, t)
@@ -57,6 +56,7 @@ def recover(agg, exc: HolderUnavailableError, iteration: int) -> None:
         since = next((r["iteration"] for r in agg.dropouts if r["party"] == d), iteration + 1)
         agg.dropouts = [r for r in agg.dropouts if r["party"] != d]
         agg.dropouts.append({"party": d, "iteration": since, "rebuilder": rebuilder})
+    agg.active = remaining  # only now: a helper lost during the recovery leaves every share to re-home
     for d in gone:
         agg.velocities.pop(d, None)
     if agg.on_dropout is not None:
