@@ -189,9 +189,12 @@ def test_interrupted_run_stops_quietly(tmp_path, how):
     out = tmp_path / "out"
     args = train_args(tmp_path, "--workers", "2", "--iterations", "3", "--hidden", "2", "--local-steps",
                       "1", "--timesteps", "2", "--momentum", "0", out=out)
+    # SIGINT at its default in the child: a test run launched in the background by a non-interactive
+    # shell inherits it ignored (POSIX), and rhode then rightly ignores Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "rhode.cli", *args], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(out / ("run.json" if how == "ctrl-c" else "checkpoint.rhode"), proc, 600)
         time.sleep(2)  # into the (next) iteration: the workers compute
