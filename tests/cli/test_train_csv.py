@@ -33,7 +33,7 @@ def test_train_on_csv_files_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "rhode.cli", "train", "--data", *map(str, files),
                            "--target", "load", "--out", str(out), "--preset", "test", "--quiet",
-                           "--iterations", "3"],
+                           "--iterations", "2"],
                           capture_output=True, text=True, timeout=1500, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())

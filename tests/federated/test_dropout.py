@@ -28,7 +28,7 @@ TOL = 1e-3
 
 def _config(**over) -> RunConfig:
     base = dict(dataset="electricity", max_rows=800, parties=4, threshold=3, cell="rnn", hidden=3,
-                timesteps=3, batch=8, learning_rate=0.7, local_steps=1, global_iterations=3,
+                timesteps=3, batch=8, learning_rate=0.7, local_steps=1, global_iterations=2,
                 preset="test", seed=5)
     base.update(over)
     return RunConfig(**base).validate()

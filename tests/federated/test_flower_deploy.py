@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
 TOL = 1e-3
 RUN_TIMEOUT = 900
-FAULT_TIMEOUT = 45.0  # round-timeout of the run whose node is killed
+FAULT_TIMEOUT = 30.0  # round-timeout of the run whose node is killed
 
 
 def _alive(pid: int) -> bool:
