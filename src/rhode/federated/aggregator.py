@@ -12,7 +12,10 @@ the caller's policy (:mod:`rhode.federated.run`, :mod:`rhode.federated.flower.se
 Rounds (N data holders, R refresh points per job)::
 
     key generation  SETUP, CKG, JOINT_KEY, RKG1, RKG2, EVAL_KEYS, STATS, DECRYPT (8 rounds; the two
-                    secure sums of the global statistics ride on JOINT_KEY/RKG2 and EVAL_KEYS/STATS/DECRYPT)
+                    secure sums of the global statistics ride on JOINT_KEY/RKG2 and EVAL_KEYS/STATS/DECRYPT;
+                    with --threshold the sealed key pieces on JOINT_KEY/RKG2), + ROTATION_KEYS (rings
+                    whose rotation keys exceed one message: chunks + 1 rounds)
+    a dropout       RECOVER + ADOPT per share to re-home (--threshold), then the iteration again
     per iteration   TRAIN, then per refresh point REFRESH + RESUME; FedAvg; REFRESH (the new model, and
                     with momentum every holder's velocity, to level 0); the loss job (TRAIN,
                     R' x (REFRESH + RESUME)); DECRYPT
