@@ -65,13 +65,9 @@ def install_eval_keys(ctx: MheContext, p: Payload) -> MheContext:
 
 
 def install_rotation_keys(ctx: MheContext, keys) -> MheContext:
-    """Install the joint rotation keys ``keys`` in ``ctx`` unless this process holds them already (in
-    process: the aggregator's context, which installed them when it summed the shares)."""
-    have = set(ctx.cc.GetExistingEvalAutomorphismKeyIndices(ctx.key_tag)) if ctx.rotation_indices else set()
-    if not set(ctx.cc.FindAutomorphismIndices(list(keys.rotations))) <= have:
-        rotation.finalize(ctx, keys)
-    else:
-        ctx.rotation_indices = ctx.rotation_indices | ctx.normalize_rotations(keys.rotations)
+    """Install the joint rotation keys ``keys`` (a summed
+    :class:`~rhode.mhe.protocols.rotation.RotationShare`) in ``ctx``."""
+    rotation.finalize(ctx, keys)
     return ctx
 
 

@@ -105,7 +105,13 @@ def aggregate(context: MheContext, a: RotationShare, b: RotationShare) -> Rotati
 
 
 def finalize(context: MheContext, aggregated: RotationShare) -> fhe.EvalKeyMap:
-    """Install the joint rotation keys (merged with those already installed) and return them."""
-    context.cc.InsertEvalAutomorphismKey(aggregated.keys, context.key_tag)
+    """Install the joint rotation keys (merged with those already installed) and return them. Keys this
+    process already holds under the joint tag (OpenFHE's map is per process: in process, the aggregator
+    installed them when it summed the shares) are not inserted again."""
+    cc, tag = context.cc, context.key_tag
+    installed = tag in cc.GetAllEvalAutomorphismKeys()
+    have = set(cc.GetExistingEvalAutomorphismKeyIndices(tag)) if installed else set()
+    if not set(cc.FindAutomorphismIndices(list(aggregated.rotations))) <= have:
+        cc.InsertEvalAutomorphismKey(aggregated.keys, tag)
     context.rotation_indices = context.rotation_indices | context.normalize_rotations(aggregated.rotations)
     return aggregated.keys
