@@ -127,6 +127,21 @@ def breakdown(rounds: list[dict]) -> dict:
     return {k: statistics.median(v) if v else None for k, v in parts.items()}
 
 
+def _computing(r: dict) -> float:
+    """Seconds of a round the slowest holder spent computing (loading, its step, encoding the answer)."""
+    return max((h.get("load", 0) + h.get("step", 0) + h.get("encode", 0) for h in (r.get("holders") or {}).values()),
+               default=0.0)
+
+
+def floor(rounds: list[dict], iterations: int) -> dict:
+    """What a round costs besides the holders' computing: the smallest and the median of (round seconds -
+    the slowest holder's computing) over ``rounds``, and the holders' computing per iteration."""
+    over = [max(0.0, r["seconds"] - _computing(r)) for r in rounds]
+    return {"min_round_overhead": min(over, default=None),
+            "median_round_overhead": statistics.median(over) if over else None,
+            "holder_computing_per_iteration": sum(_computing(r) for r in rounds) / max(1, iterations)}
+
+
 def deployment(root: Path, csvs: list[Path], rc: dict) -> dict:
     """Training on a localhost Flower deployment (TLS); figures from the aggregator's logs."""
     from _localhost import LocalFederation
@@ -160,6 +175,7 @@ def deployment(root: Path, csvs: list[Path], rc: dict) -> dict:
             "key_bytes_to_each_holder": sum(max(x["sent"].values(), default=0) for x in keys),
             "key_bytes_from_each_holder": sum(max(x["received"].values(), default=0) for x in keys),
             "per_round": breakdown(it_rounds), "per_round_keys": breakdown(keys),
+            "floor": floor(it_rounds, len(per_it)),
             "iterations": per_it, **_per_iteration(per_it)}
 
 
@@ -170,6 +186,11 @@ def ratios(out: dict) -> dict:
         "deployment_vs_in_process": dep["seconds_per_iteration"] / ip["seconds_per_iteration"],
         "old_default_vs_deployment": old["seconds_per_iteration"] / dep["seconds_per_iteration"],
         "deployment_rounds_per_iteration": dep["rounds_per_iteration"],
+        # 3x would need at most this; the recommended deployment's rounds at the smallest overhead
+        # measured, plus its holders' computing, already cost the second figure
+        "three_x_needs_seconds_per_iteration": old["seconds_per_iteration"] / 3,
+        "rounds_at_min_overhead_plus_computing": dep["rounds_per_iteration"] * dep["floor"]["min_round_overhead"]
+        + dep["floor"]["holder_computing_per_iteration"],
     }
 
 
@@ -218,6 +239,14 @@ def markdown(out: dict) -> str:
         f"in-process engine's time per global iteration (acceptance: at most 3x), the `default`-preset "
         f"deployment **{r['old_default_vs_deployment']:.2f}x** the recommended one's (at least 3x), with "
         f"**{r['deployment_rounds_per_iteration']:.0f}** rounds per global iteration (at most 30).",
+        "",
+        f"What 3x would take: at most {r['three_x_needs_seconds_per_iteration']:.1f} s per iteration. A round "
+        f"of the recommended deployment costs at least {dep['floor']['min_round_overhead']:.2f} s besides the "
+        f"holders' computing in this run (median {dep['floor']['median_round_overhead']:.2f} s: Flower's "
+        "waiting, the ClientApp process, the transfers), and its holders compute "
+        f"{dep['floor']['holder_computing_per_iteration']:.1f} s per iteration (each round's slowest holder): "
+        f"{dep['rounds_per_iteration']:.0f} rounds at that smallest overhead plus the computing make "
+        f"{r['rounds_at_min_overhead_plus_computing']:.1f} s.",
         "",
         "Where a deployed round's seconds go (median over the rounds of the global iterations; per round the "
         "holder that answered last):",

@@ -133,3 +133,41 @@ def test_worker_count_resolution():
     assert n_workers(0, 2) == min(2, 2 * cores)  # one per holder
     with pytest.raises(ParameterError, match="workers"):
         Federation(_config(), [None] * 3, workers=4)
+
+
+@pytest.mark.slow
+def test_resume_sends_only_c0_and_names_its_refresh_round():
+    """A refreshed ciphertext's c1 is its refresh request's CRP, which every holder received: RESUME
+    carries only the c0 parts (one-element ciphertexts, about half the bytes of the refreshed
+    ciphertexts), and the holder rejoins them with the CRPs of the refresh round the request names; a
+    RESUME naming another round is refused with a ProtocolError (the model still equals the mirror:
+    test_sequential_engine_equals_mirror)."""
+    from rhode.errors import ProtocolError
+    from rhode.federated.payload import Payload
+    from rhode.federated.schema import Field, Step
+
+    cfg = _config(global_iterations=1)
+    holders = load_holders(cfg)
+    with Federation(cfg, [h.train for h in holders]) as fed:
+        stats = fed.keygen()
+        seen, handle = [], fed.transport.handlers[1]
+
+        def spy(step, p):
+            if step is Step.RESUME:
+                seen.append(p)
+            return handle(step, p)
+
+        fed.transport.handlers[1] = spy
+        enc = fed.agg.encrypt_model(fed.agg.model.init_params(cfg.seed))
+        fed.agg.iteration(0, enc, stats, loss=False)
+        assert seen
+        for p in seen:
+            cts = p.blobs[Field.CTS.value].value
+            assert len(cts) == p.get(Field.COUNT.value, int) > 0
+            assert all(ct.NumberCiphertextElements() == 1 for ct in cts)
+        resumes = [r for r in fed.transport.rounds if r.step == Step.RESUME.value]
+        refreshes = [r for r in fed.transport.rounds if r.step == Step.REFRESH.value]
+        assert len(resumes) == len(refreshes) - 1  # the last refresh: the new model (the aggregator's)
+        stale = Payload({**seen[-1].config, Field.REFRESH_TAG.value: "another-round"}, seen[-1].blobs)
+        with pytest.raises(ProtocolError, match="not the last one it answered"):
+            handle(Step.RESUME, stale)

@@ -203,6 +203,37 @@ def test_refresh_pairwise_sum_equals_list_sum_and_keeps_inputs(col3, rng):
     assert refresh.RefreshShare(tuple(tuple(p) for p in ref)).to_bytes(ctx) == blob
 
 
+def test_refreshed_ciphertext_is_c0_and_the_crp(col3, rng):
+    """A refreshed ciphertext's c1 is its request's CRP: its c0 part (through bytes, half the size)
+    rejoined with the CRP a party read from the request's bytes decrypts to the same values; another
+    ciphertext's CRP gives garbage, and a mismatched count is refused."""
+    from rhode.mhe import serial as S
+
+    ctx = col3.context
+    xs = [rng.uniform(-1, 1, ctx.slots) for _ in range(2)]
+    req = refresh.prepare(ctx, [at_last_usable_level(col3, col3.encrypt(x)) for x in xs])
+    seen = _wire(ctx, req)  # a party's view of the request
+    shares = [refresh.gen_share(p, seen) for p in col3.parties]
+    agg = fold(ctx, refresh.aggregate, shares, ProtocolKind.REFRESH)
+    out = refresh.finalize(ctx, req, agg)
+    full = S.ciphertexts_to_bytes(ctx, out, S.Kind.CIPHERTEXTS)
+    half = S.ciphertexts_to_bytes(ctx, refresh.strip(out), S.Kind.REFRESHED_C0)
+    assert len(half) < 0.55 * len(full)
+    c0s = S.ciphertexts_from_bytes(ctx, half, S.Kind.REFRESHED_C0)
+    with pytest.raises(SerializationError, match="expected a refreshed_c0"):  # not a c0 part
+        S.ciphertexts_from_bytes(ctx, full, S.Kind.REFRESHED_C0)
+    back = refresh.rejoin(c0s, seen.crps)
+    assert all(c.GetLevel() == 0 and c.NumberCiphertextElements() == 2 for c in back)
+    for got, want in zip(col3.decrypt(back, flood=False), col3.decrypt(out, flood=False), strict=True):
+        assert _err(got, want) <= 1e-8  # the same ciphertext: only the decryption shares' own noise
+    swapped = refresh.rejoin(c0s, seen.crps[::-1])
+    assert _err(col3.decrypt(swapped, flood=False)[0], xs[0]) > 1.0
+    with pytest.raises(ProtocolError, match="2 refreshed ciphertexts for the 1 CRPs"):
+        refresh.rejoin(c0s, seen.crps[:1])
+    with pytest.raises(ProtocolError, match="has 2 elements"):
+        refresh.strip(c0s)
+
+
 def test_key_switch_order_independent(col3, rng):
     """Key-switch shares (through bytes) summed in any order decrypt, for the querier, exactly to
     what the former sequential sum decrypts to."""

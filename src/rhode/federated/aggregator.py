@@ -43,6 +43,8 @@ from rhode.federated.dropout import recover
 from rhode.federated.keygen import KeyGeneration
 from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, JobKind, Status, Step
+from rhode.mhe import serial as S
+from rhode.mhe.protocols import refresh
 from rhode.nn.fedavg import fedavg
 from rhode.tensor import codec as TC
 
@@ -220,16 +222,23 @@ class Aggregator(KeyGeneration):
             if not pending:
                 self._count_operations(done)
                 return done
-            order = sorted(pending)
-            fresh = self.refresh_round([ct for i in order for ct in pending[i]])
-            requests, pos = {}, 0
-            for i in order:
-                k = len(pending[i])
-                requests[i] = Payload(
-                    {Field.JOB.value: job}, {Field.CTS.value: K.cts_blob(self.ctx, fresh[pos : pos + k])}
-                )
-                pos += k
-            answers = self.t.exchange(Step.RESUME, requests, self.timeouts[0])
+            answers = self.t.exchange(Step.RESUME, self._resumes(job, pending), self.timeouts[0])
+
+    def _resumes(self, job: str, pending: dict[int, list]) -> dict[int, Payload]:
+        """Refresh every holder's pending ciphertexts in one round; party -> its RESUME request, which
+        carries only the c0 parts: the c1 parts are that round's CRPs, which every holder received."""
+        order = sorted(pending)
+        fresh = refresh.strip(self.refresh_round([ct for i in order for ct in pending[i]]))
+        requests, pos = {}, 0
+        for i in order:
+            k = len(pending[i])
+            requests[i] = Payload(
+                {Field.JOB.value: job, Field.REFRESH_TAG.value: self.refresh_tag, Field.OFFSET.value: pos,
+                 Field.COUNT.value: k},
+                {Field.CTS.value: K.cts_blob(self.ctx, fresh[pos : pos + k], S.Kind.REFRESHED_C0)},
+            )
+            pos += k
+        return requests
 
     def _requests(self, kind: JobKind, request: Payload) -> dict[int, Payload]:
         """party -> its TRAIN request: the shared one, plus (local training with momentum) its own

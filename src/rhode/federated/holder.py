@@ -232,6 +232,7 @@ class HolderSide:
         ctx = self.state.context()
         request = p.take(Field.REQUEST.value, lambda b: refresh.RefreshRequest.from_bytes(ctx, b))
         share = self._fold(p, lambda party: refresh.gen_share(party, request), refresh.aggregate)
+        self.state.last_refresh = (p.get(Field.REFRESH_TAG.value, str), list(request.crps))
         return self._answer(
             {Field.COUNT.value: len(share.pairs)}, {Field.SHARES.value: K.share_blob(ctx, share)}
         )
@@ -284,8 +285,21 @@ class HolderSide:
         return self._relay(self.state.jobs().start(p))
 
     def resume(self, p: Payload) -> Payload:
-        """Hand the paused job its refreshed ciphertexts."""
-        return self._relay(self.state.jobs().resume(p))
+        """Hand the paused job its refreshed ciphertexts: the request holds their c0 parts, their c1 parts
+        are the CRPs of the REFRESH round it names (:func:`refresh.rejoin`)."""
+        ctx, tag = self.state.context(), p.get(Field.REFRESH_TAG.value, str)
+        last = self.state.last_refresh
+        if last is None or last[0] != tag:
+            raise ProtocolError(f"data holder {self.index} was asked to resume after refresh round {tag!r}, "
+                                "which is not the last one it answered; the iteration must restart")
+        offset, count = p.get(Field.OFFSET.value, int), p.get(Field.COUNT.value, int)
+        if offset < 0 or offset + count > len(last[1]):
+            raise ProtocolError(f"refresh round {tag!r} has {len(last[1])} ciphertexts, not "
+                                f"{count} from position {offset}")
+        c0s = K.take_cts(ctx, p, Field.CTS.value, S.Kind.REFRESHED_C0, count=count)
+        fresh = [S.native(ctx, ct) for ct in refresh.rejoin(c0s, last[1][offset : offset + count])]
+        full = Payload(p.config, {Field.CTS.value: K.cts_blob(ctx, fresh)})
+        return self._relay(self.state.jobs().resume(full))
 
     def _relay(self, r: Payload) -> Payload:
         if r.error:

@@ -9,6 +9,7 @@ switch to a querier. It holds no secret. :mod:`rhode.federated.keygen` and
 from __future__ import annotations
 
 import json
+import secrets
 
 import numpy as np
 
@@ -64,6 +65,7 @@ class Rounds:
         self.model: RecurrentModel | None = None
         self.backend = None
         self.refresh_rounds = 0
+        self.refresh_tag = ""  # names the last refresh round (a RESUME after it names it too)
         self.refreshed_ciphertexts = 0
         self._forms_used: dict[str, list[str]] = {}
         self.holder_operations: dict[str, int] = {}
@@ -131,10 +133,11 @@ class Rounds:
         of them; the aggregator adds the shares and re-encrypts (level 0)."""
         ctx = self.ctx
         req = refresh.prepare(ctx, cts)
+        self.refresh_tag = secrets.token_hex(8)
         answers = self._all(
             Step.REFRESH,
             Payload(
-                {Field.COUNT.value: len(cts)},
+                {Field.COUNT.value: len(cts), Field.REFRESH_TAG.value: self.refresh_tag},
                 {
                     Field.REQUEST.value: Blob(
                         req, lambda: req.to_bytes(ctx), lambda: payload_size([req.c1s, req.crps], "request")

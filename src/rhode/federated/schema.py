@@ -26,15 +26,17 @@ step                   request -> answer
                        answers for the dropped holder)
 ``HELLO``              fingerprint (+ CONTEXT, EVAL_KEYS for holders that keep no public keys)
                        -> party, key_tag
-``REFRESH``            REQUEST -> SHARES (refresh shares for every ciphertext of the request; with a
-                       dropout, STAND_INS names who adds the shares of which dropped holder, also in
-                       DECRYPT and KEY_SWITCH)
+``REFRESH``            refresh_tag, REQUEST -> SHARES (refresh shares for every ciphertext of the request;
+                       with a dropout, STAND_INS names who adds the shares of which dropped holder, also
+                       in DECRYPT and KEY_SWITCH)
 ``DECRYPT``            CTS -> SHARES (flooded threshold-decryption shares)
 ``KEY_SWITCH``         CTS, QUERIER_PK -> SHARES (key-switch shares towards the querier)
 ``TRAIN``              job, iteration, kind, stats, scale, MODEL (+ VELOCITY: this holder's own, with
                        momentum, after its first iteration) -> status (+ CTS: pending; MODEL, + VELOCITY
                        with momentum: done)
-``RESUME``             job, CTS -> as ``TRAIN``
+``RESUME``             job, refresh_tag, offset, count, CTS (the c0 parts of this holder's refreshed
+                       ciphertexts: their c1 parts are the CRPs of that REFRESH request, which the holder
+                       has) -> as ``TRAIN``
 =====================  ===========================================================================
 """
 
@@ -134,6 +136,8 @@ class Field(str, enum.Enum):
     PIECE = "piece"
     DROPPED = "dropped"
     REBUILDER = "rebuilder"
+    REFRESH_TAG = "refresh_tag"  # names a REFRESH round; RESUME names the one whose CRPs it needs
+    OFFSET = "offset"  # RESUME: where this holder's ciphertexts start among that round's CRPs
     STAND_INS = "stand_ins"  # JSON {holder: [dropped holders it answers for]} in share requests
     # ciphertexts and shares on them
     STATS = "stats"

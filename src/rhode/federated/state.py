@@ -109,6 +109,9 @@ class HolderState:
         self._backends: dict = {}
         self._hook = _Hook()
         self._adopted: dict[int, Party] = {}
+        #: (tag, CRPs) of the last REFRESH this holder answered: the c1 parts of the ciphertexts the
+        #: next RESUME returns (refresh.rejoin), kept in memory only
+        self.last_refresh: tuple[str, list] | None = None
 
     @property
     def run(self) -> RunConfig:

@@ -59,6 +59,7 @@ class Kind(enum.IntEnum):
     QUERIER_PUBLIC_KEY = 15
     EVAL_KEYS = 16
     KEY_PIECE = 17  # a Shamir piece of a secret share (rhode.mhe.protocols.recovery)
+    REFRESHED_C0 = 18  # c0 parts of refreshed ciphertexts (c1 = their request's CRP: refresh.rejoin)
 
 
 def params_hash(params: CkksParams) -> bytes:
@@ -298,7 +299,7 @@ def public_key_from_bytes(context: MheContext, data: bytes, kind: Kind = Kind.PU
 
 # ciphertexts and ciphertext-shaped shares ----------------------------------------------------------------
 _CT_ELEMENTS = {Kind.CIPHERTEXTS: {2}, Kind.DECRYPTION_SHARES: {1}, Kind.KEY_SWITCH_SHARES: {2},
-                Kind.REFRESH_SHARES: {1}, Kind.REFRESH_REQUEST: {1}}
+                Kind.REFRESH_SHARES: {1}, Kind.REFRESH_REQUEST: {1}, Kind.REFRESHED_C0: {1}}
 
 
 def ciphertexts_to_bytes(context: MheContext, cts: Iterable[fhe.Ciphertext],

@@ -7,6 +7,10 @@ re-encryption share, masked by uniform randomness, no flooding needed); the pair
 (``IntMPBootAdd``, which adds into its first pair in place: :func:`aggregate` adds into a clone) and
 re-encrypted under the joint public key (``IntMPBootEncrypt``).
 
+The refreshed ciphertext is ``(c0, a)``: its ``c1`` is the request's CRP, which every party already
+received, so a party that gets a refreshed ciphertext back needs only ``c0`` (:func:`strip`,
+:func:`rejoin`): half the bytes.
+
 Levels: a ciphertext needs at least 3 RNS towers left (``levels_used <= usable_levels``, counting a
 pending rescale); the refreshed ciphertext is at level 0. The sums are commutative and associative.
 """
@@ -127,3 +131,30 @@ def finalize(context: MheContext, request: RefreshRequest, aggregated: RefreshSh
     pk = context.require_public_key()
     return [context.cc.IntMPBootEncrypt(pk, list(agg), crp, ct)
             for agg, crp, ct in zip(aggregated.pairs, request.crps, request.adjusted, strict=True)]
+
+
+def strip(cts: Sequence[Ciphertext]) -> list[Ciphertext]:
+    """The ``c0`` part of each refreshed ciphertext (one-element ciphertexts, same level and scale): the
+    ``c1`` part is the CRP of its request, which every party has (:func:`rejoin`)."""
+    out = []
+    for ct in cts:
+        if ct.NumberCiphertextElements() != 2:
+            raise ProtocolError(f"a refreshed ciphertext has 2 elements, got {ct.NumberCiphertextElements()}")
+        c0 = ct.Clone()
+        c0.RemoveElement(1)
+        out.append(c0)
+    return out
+
+
+def rejoin(c0s: Sequence[Ciphertext], crps: Sequence[Ciphertext]) -> list[Ciphertext]:
+    """Inverse of :func:`strip`: ``(c0, a)`` with ``a`` the CRP the party received for that ciphertext."""
+    if len(c0s) != len(crps):
+        raise ProtocolError(f"{len(c0s)} refreshed ciphertexts for the {len(crps)} CRPs of their request")
+    out = []
+    for c0, crp in zip(c0s, crps, strict=True):
+        if c0.NumberCiphertextElements() != 1 or crp.NumberCiphertextElements() != 1:
+            raise ProtocolError("rejoin needs the c0 part of a refreshed ciphertext and its request's CRP")
+        ct = c0.Clone()
+        ct.SetElements([c0.GetElements()[0], crp.GetElements()[0]])
+        out.append(ct)
+    return out
