@@ -16,7 +16,8 @@ Rounds (N data holders, R refresh points per job)::
                     with --threshold the sealed key pieces on JOINT_KEY/RKG2), + ROTATION_KEYS (rings
                     whose rotation keys exceed one message: chunks + 1 rounds)
     a dropout       RECOVER + ADOPT per share to re-home (--threshold), then the iteration again
-    per iteration   TRAIN, then per refresh point REFRESH + RESUME; FedAvg; REFRESH (the new model, and
+    per iteration   TRAIN, then per refresh point REFRESH + RESUME (the c0 parts only: c1 is the
+                    REFRESH request's CRP, which every holder has); FedAvg; REFRESH (the new model, and
                     with momentum every holder's velocity, to level 0); the loss job (TRAIN,
                     R' x (REFRESH + RESUME)); DECRYPT
 
