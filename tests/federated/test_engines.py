@@ -23,6 +23,7 @@ from rhode.federated.dataprep import load_holders, stat_values, window_holders
 from rhode.federated.engine import Federation
 from rhode.federated.mirror import plain_fedavg, plain_loss, predict_plain
 from rhode.federated.run import n_workers
+from rhode.federated.schema import Step
 from rhode.mhe import preset
 from rhode.nn.model import RecurrentModel
 
@@ -74,6 +75,11 @@ def test_sequential_engine_equals_mirror(cell):
         for enc_loss, mirror_loss in r["losses"]:
             assert abs(enc_loss - mirror_loss) <= TOL
         assert _max_diff(r["mirror"][-1], r["mirror"][0]) > 1e-2  # the model moved
+        # the loss after iteration k rides on iteration k+1's TRAIN job (its first forward pass): one
+        # TRAIN round per iteration, and a LOSS job only after the last one
+        steps = [x.step for x in r["fed"].transport.rounds]
+        assert steps.count(Step.TRAIN.value) == len(r["losses"]) + 1
+        assert steps.count(Step.DECRYPT.value) >= len(r["losses"])
         # a querier's prediction: only the querier can decrypt, and it equals the mirror's
         Xq = r["parties"][1][0][:5]
         yhat, switched, querier = r["fed"].predict_encrypted(r["enc"], Xq)
@@ -144,7 +150,7 @@ def test_resume_sends_only_c0_and_names_its_refresh_round():
     test_sequential_engine_equals_mirror)."""
     from rhode.errors import ProtocolError
     from rhode.federated.payload import Payload
-    from rhode.federated.schema import Field, Step
+    from rhode.federated.schema import Field
 
     cfg = _config(global_iterations=1)
     holders = load_holders(cfg)

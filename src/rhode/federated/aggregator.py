@@ -18,8 +18,10 @@ Rounds (N data holders, R refresh points per job)::
     a dropout       RECOVER + ADOPT per share to re-home (--threshold), then the iteration again
     per iteration   TRAIN, then per refresh point REFRESH + RESUME (the c0 parts only: c1 is the
                     REFRESH request's CRP, which every holder has); FedAvg; REFRESH (the new model, and
-                    with momentum every holder's velocity, to level 0); the loss job (TRAIN,
-                    R' x (REFRESH + RESUME)); DECRYPT
+                    with momentum every holder's velocity, to level 0); the next iteration's TRAIN,
+                    driven until every holder's answer carried its part of the new model's loss (its
+                    first forward pass), then left paused; DECRYPT (the loss). After the last
+                    iteration a LOSS job instead: TRAIN, R' x (REFRESH + RESUME), DECRYPT
 
 Momentum: every holder's encrypted velocity is per-holder state the aggregator keeps between
 iterations (:attr:`Aggregator.velocities`, never decrypted, never averaged): it arrives with the
@@ -62,7 +64,8 @@ class IterationRecord:
     Attributes:
         seconds_by_step: wall seconds spent in the rounds of each step (``train.local`` and
             ``train.resume``: the holders' jobs computing; ``query.refresh``: refresh rounds; ...).
-        seconds_loss: the part of ``seconds`` spent on the encrypted loss (its job and decryption).
+        seconds_loss: the part of ``seconds`` spent on the encrypted loss (the next iteration's TRAIN
+            job until every holder sent its part, or the LOSS job, and the decryption).
         seconds_aggregator: the aggregator's own computation between rounds (FedAvg, combining shares).
     """
 
@@ -84,6 +87,18 @@ class IterationRecord:
         return dict(self.__dict__)
 
 
+@dataclass
+class _Carried:
+    """A TRAIN job started ahead by :meth:`Aggregator.loss`: iteration, the model it started from, its
+    id, the holders' last answers (not yet collected) and those already done."""
+
+    iteration: int
+    params: dict
+    job: str
+    answers: dict[int, Payload]
+    done: dict[int, Payload]
+
+
 class Aggregator(KeyGeneration):
     """Drives a federation: key generation (:class:`KeyGeneration`), global iterations, prediction.
 
@@ -97,6 +112,7 @@ class Aggregator(KeyGeneration):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.velocities: dict[int, dict] = {}
+        self._carried: _Carried | None = None  # the next iteration's TRAIN job, paused (see :meth:`loss`)
 
     def encrypt_model(self, params: dict[str, np.ndarray]) -> dict:
         """The initial model (weights from the shared seed) encrypted under the joint key."""
@@ -128,6 +144,7 @@ class Aggregator(KeyGeneration):
             try:
                 return self.one_iteration(it, params, stats, loss)
             except HolderUnavailableError as exc:
+                self._carried = None
                 recover(self, exc, it)
 
     def one_iteration(
@@ -136,7 +153,9 @@ class Aggregator(KeyGeneration):
         """One global iteration on the encrypted global model ``params``: every holder's local training
         (its pending ciphertexts refreshed together with every other holder's), FedAvg weighted by the
         holders' window counts, the new model refreshed to level 0, and (``loss``) its encrypted
-        training loss, of which only the global value is decrypted. Returns (new model, record). With
+        training loss, of which only the global value is decrypted (:meth:`loss`: before the last
+        iteration it starts the next iteration's TRAIN job, which this method then continues if called
+        with that model). Returns (new model, record). With
         momentum every holder's velocity is taken from and left in :attr:`velocities` (refreshed to
         level 0 with the new model; reset at ``it`` = 0)."""
         t0, r0 = time.monotonic(), len(self.t.rounds)
@@ -144,7 +163,11 @@ class Aggregator(KeyGeneration):
         self.t.tag = f"iteration-{it + 1}"
         if it == 0:
             self.velocities = {}  # a training starts from zero velocities
-        done = self.run_jobs(JobKind.TRAIN, it, params, stats)
+        carried, self._carried = self._carried, None
+        if carried is not None and carried.iteration == it and carried.params is params:
+            done = self._drive(carried.job, carried.answers, carried.done)  # started by the last loss
+        else:
+            done = self.run_jobs(JobKind.TRAIN, it, params, stats)
         shapes = self.model.param_shapes
         models = [
             {
@@ -168,7 +191,7 @@ class Aggregator(KeyGeneration):
         self.backend.refresh([*new.values(), *(v for vel in velocities.values() for v in vel.values())])
         self.velocities = velocities
         t_loss = time.monotonic()
-        value = self.loss(it, new, stats) if loss else None
+        value = self.loss(it, new, stats, ahead=it + 1 < self.run.global_iterations) if loss else None
         rec = self._record(it, value, (t0, t_loss), (r0, rr0, rc0), weights)
         return new, rec
 
@@ -185,15 +208,39 @@ class Aggregator(KeyGeneration):
             weights, _per_party(rounds, "sent"), _per_party(rounds, "received"), by_step, now - t_loss,
             max(0.0, now - t0 - sum(by_step.values())), list(self.active))
 
-    def loss(self, it: int, params: dict, stats: Stats) -> float:
-        """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model over one batch of every holder:
+    def loss(self, it: int, params: dict, stats: Stats, ahead: bool = False) -> float:
+        """Training loss 1/(2n) sum (yhat - y)^2 of the encrypted model ``params`` after iteration ``it``,
+        over every holder's batch of the next iteration's first local step (:func:`work.loss_indices`):
         each holder computes its scaled encrypted sum, only the global sum is decrypted. It is revealed
-        as :data:`LOSS_REVEAL_FACTOR` times the loss (its flooding error divided by that on decoding)."""
+        as :data:`LOSS_REVEAL_FACTOR` times the loss (its flooding error divided by that on decoding).
+
+        ``ahead``: the next iteration's TRAIN job computes it in its first forward pass; the job is driven
+        until every holder has sent its part, then left paused for :meth:`one_iteration` of ``it + 1`` on
+        ``params`` (no rounds of its own but the decryption). Otherwise a LOSS job (the last iteration)."""
         scale = LOSS_REVEAL_FACTOR / (2 * len(self.active) * self.run.batch)
-        done = self.run_jobs(JobKind.LOSS, it, params, stats, scale)
+        if not ahead:
+            done = self.run_jobs(JobKind.LOSS, it, params, stats, scale)
+            return self._reveal_loss({i: self._import(i, done[i], 1) for i in self.active})
+        job, answers = self._start(JobKind.TRAIN, it + 1, params, stats, loss_scale=scale)
+        parts: dict[int, list] = {}
+        done: dict[int, Payload] = {}
+        while True:
+            for i, p in answers.items():
+                if Field.LOSS.value in p.blobs:
+                    parts[i] = self._parse(i, "loss", lambda q: K.take_cts(self.ctx, q, Field.LOSS.value,
+                                                                            count=1), p)
+            if len(parts) == len(self.active):
+                self._carried = _Carried(it + 1, params, job, answers, done)
+                return self._reveal_loss(parts)
+            pending = self._collect(answers, done)
+            if not pending:
+                raise ProtocolError(f"data holder(s) {sorted(set(self.active) - set(parts))} finished "
+                                    "their job without the loss")
+            answers = self.t.exchange(Step.RESUME, self._resumes(job, pending), self.timeouts[0])
+
+    def _reveal_loss(self, parts: dict[int, list]) -> float:
         shape = (self.model.config.output_size,)
-        parts = [self.backend.import_param(self._import(i, done[i], 1), shape) for i in self.active]
-        total = reduce(self.backend.add, parts)
+        total = reduce(self.backend.add, [self.backend.import_param(parts[i], shape) for i in self.active])
         self.backend.prepare_export([total])
         revealed = self.backend.decode(total, self.decrypt(TC.ciphertexts(total), Reveal.LOSS))
         return float(np.sum(revealed)) / LOSS_REVEAL_FACTOR
@@ -203,21 +250,28 @@ class Aggregator(KeyGeneration):
     ) -> dict[int, Payload]:
         """Every holder's job on ``params`` until all are done; all pending ciphertexts of one pause
         of every holder are refreshed in one round. Returns party -> final answer."""
+        job, answers = self._start(kind, it, params, stats, scale)
+        return self._drive(job, answers, {})
+
+    def _start(self, kind: JobKind, it: int, params: dict, stats: Stats, scale: float = 0.0,
+               loss_scale: float = 0.0) -> tuple[str, dict[int, Payload]]:
+        """The TRAIN round of a new job (``loss_scale``: a training job that also computes the loss of
+        ``params``). Returns (job id, the holders' first answers)."""
         for name, forms in self._forms_used.items():  # computed once here for every holder
             self.backend.add_forms(params[name], forms)
         job = f"{self.ctx.key_tag[:12]}-it{it}-{kind.value}-{time.time_ns()}"
+        config = {Field.JOB.value: job, Field.ITERATION.value: it, Field.KIND.value: kind.value,
+                  Field.GLOBAL_STATS.value: stats_to_json(stats), Field.SCALE.value: scale}
+        if loss_scale:
+            config[Field.LOSS_SCALE.value] = loss_scale
         request = Payload(
-            {
-                Field.JOB.value: job,
-                Field.ITERATION.value: it,
-                Field.KIND.value: kind.value,
-                Field.GLOBAL_STATS.value: stats_to_json(stats),
-                Field.SCALE.value: scale,
-            },
+            config,
             {Field.MODEL.value: K.model_blob(self.ctx, self.backend, self.model, params, forms=True)},
         )
-        answers = self.t.exchange(Step.TRAIN, self._requests(kind, request), self.timeouts[0])
-        done: dict[int, Payload] = {}
+        return job, self.t.exchange(Step.TRAIN, self._requests(kind, request), self.timeouts[0])
+
+    def _drive(self, job: str, answers: dict[int, Payload], done: dict[int, Payload]) -> dict[int, Payload]:
+        """Refresh and resume the holders' paused jobs until every one is done (``done``: those already)."""
         while True:
             pending = self._collect(answers, done)
             if not pending:

@@ -35,7 +35,8 @@ def plain_loss(
     model: RecurrentModel, params: dict, parties: Sequence, cfg: RunConfig, iteration: int
 ) -> float:
     """The training loss the encrypted run measures after ``iteration``: 1/(2n) sum (yhat - y)^2 over
-    every holder's loss batch (:func:`rhode.federated.work.loss_indices`)."""
+    every holder's loss batch (:func:`rhode.federated.work.loss_indices`: its batch of the next
+    iteration's first local step)."""
     be = NumpyBackend()
     total, count = 0.0, 0
     for i, (X, Y) in enumerate(parties):

@@ -32,8 +32,9 @@ step                   request -> answer
 ``DECRYPT``            CTS -> SHARES (flooded threshold-decryption shares)
 ``KEY_SWITCH``         CTS, QUERIER_PK -> SHARES (key-switch shares towards the querier)
 ``TRAIN``              job, iteration, kind, stats, scale, MODEL (+ VELOCITY: this holder's own, with
-                       momentum, after its first iteration) -> status (+ CTS: pending; MODEL, + VELOCITY
-                       with momentum: done)
+                       momentum, after its first iteration; + loss_scale: also the loss of MODEL, from
+                       the first local step's forward pass) -> status (+ CTS: pending; MODEL, + VELOCITY
+                       with momentum: done; + LOSS: in the first answer after the loss is computed)
 ``RESUME``             job, refresh_tag, offset, count, CTS (the c0 parts of this holder's refreshed
                        ciphertexts: their c1 parts are the CRPs of that REFRESH request, which the holder
                        has) -> as ``TRAIN``
@@ -97,6 +98,8 @@ class Field(str, enum.Enum):
     ITERATION = "iteration"
     KIND = "kind"
     SCALE = "scale"
+    LOSS_SCALE = "loss_scale"  # TRAIN: also the loss of the request's model, on the first step's batch
+    LOSS = "loss"  # the holder's scaled encrypted sum of squared errors (in a TRAIN job's answer)
     GLOBAL_STATS = "stats"  # the revealed global statistics (JSON), in TRAIN
     # a job answer
     STATUS = "status"

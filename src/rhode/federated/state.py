@@ -229,9 +229,8 @@ class LocalJobs:
 
     def start(self, p: Payload) -> Payload:
         job_id = p.get(Field.JOB.value, str)
-        return self.runner.start(
-            job_id, job_work(self.state, p), pending_answer(self.state.context(), job_id)
-        )
+        work = job_work(self.state, p)
+        return self.runner.start(job_id, work, pending_answer(self.state.context(), job_id, work.extras))
 
     def resume(self, p: Payload) -> Payload:
         ctx = self.state.context()

@@ -28,12 +28,12 @@ from rhode.nn.model import RecurrentModel
 from rhode.nn.train import BatchKey, batch_indices, train_locally
 from rhode.tensor import codec as TC
 
-LOSS_SEED_OFFSET = 7919  # the loss batches are drawn apart from the training batches
-
 
 def loss_indices(n: int, batch: int, *, seed: int, party: int, iteration: int) -> np.ndarray:
-    """The windows data holder ``party``'s training loss is measured on after ``iteration``."""
-    return batch_indices(n, batch, seed=seed + LOSS_SEED_OFFSET, party=party, iteration=iteration, step=0)
+    """The windows data holder ``party``'s training loss is measured on after ``iteration``: its batch
+    of the next iteration's first local step, so the loss rides on that step's forward pass (a
+    ``TRAIN`` request with ``loss_scale``); after the last iteration a ``LOSS`` job computes it."""
+    return batch_indices(n, batch, seed=seed, party=party, iteration=iteration + 1, step=0)
 
 
 def job_work(state, p: Payload) -> Callable:
@@ -52,6 +52,8 @@ def job_work(state, p: Payload) -> Callable:
         raise ProtocolError(f"global iteration {it + 1} with momentum, but the aggregator sent no velocity "
                             f"for data holder {state.index}")
 
+    extras: dict = {}  # blobs the job's next answer carries (the loss, as soon as it is computed)
+
     def work(pause) -> Payload:
         backend = state.backend(model, pause)
         backend.reset_counters()
@@ -64,7 +66,9 @@ def job_work(state, p: Payload) -> Callable:
         else:
             velocity = (K.take_model(ctx, backend, model, p, Field.VELOCITY.value)
                         if momentum and Field.VELOCITY.value in p.blobs else None)
-            out, velocity = train_locally(backend, model, params, (X, Y), train_cfg, key, velocity=velocity)
+            on_loss = _loss_hook(ctx, backend, p, extras)
+            out, velocity = train_locally(backend, model, params, (X, Y), train_cfg, key, velocity=velocity,
+                                          on_loss=on_loss)
             names = list(model.param_shapes)
             if velocity is not None:
                 K.prepare_velocity(backend, velocity)  # levels spent here, in the job; no rotation
@@ -72,6 +76,8 @@ def job_work(state, p: Payload) -> Callable:
         backend.prepare_export([out[k] for k in names])  # levels (and refreshes) spent here, in the job
         cts = [TC.export_param(out[k])[0] for k in names]
         used = {k: sorted(v.forms) for k, v in params.items()}
+        blobs.update(extras)
+        extras.clear()
         return Payload(
             {
                 Field.STATUS.value: Status.DONE.value,
@@ -83,16 +89,40 @@ def job_work(state, p: Payload) -> Callable:
             {Field.MODEL.value: K.cts_blob(ctx, cts), **blobs},
         )
 
+    work.extras = extras
     return work
 
 
-def pending_answer(ctx: MheContext, job_id: str) -> Callable[[list], Payload]:
-    """The answer of a job paused for a refresh of ``cts``."""
+def _loss_hook(ctx: MheContext, backend, p: Payload, extras: dict):
+    """With ``loss_scale`` in the request: the callback that turns the first local step's forward pass
+    into the loss of the model it started from (``scale`` times the encrypted sum of squared errors,
+    a (o,) tensor; levels: two products after the forward pass), put in ``extras`` (blob LOSS) for the
+    job's next answer. None without."""
+    scale = p.get(Field.LOSS_SCALE.value, float) if Field.LOSS_SCALE.value in p.config else 0.0
+    if scale <= 0:
+        return None
+
+    def on_loss(yhat, y) -> None:
+        err = backend.sub(yhat, y)
+        sse = backend.batch_sum(backend.mul(err, backend.mul(err, backend.data(np.full(y.shape, scale)))))
+        backend.prepare_export([sse])
+        extras[Field.LOSS.value] = K.cts_blob(ctx, [TC.export_param(sse)[0]])
+
+    return on_loss
+
+
+def pending_answer(ctx: MheContext, job_id: str, extras: dict | None = None) -> Callable[[list], Payload]:
+    """The answer of a job paused for a refresh of ``cts`` (with the blobs the job put in ``extras``
+    since its last answer)."""
 
     def pending(cts: list) -> Payload:
+        blobs = {Field.CTS.value: K.cts_blob(ctx, cts)}
+        if extras:
+            blobs.update(extras)
+            extras.clear()
         return Payload(
             {Field.STATUS.value: Status.PENDING.value, Field.JOB.value: job_id, Field.COUNT.value: len(cts)},
-            {Field.CTS.value: K.cts_blob(ctx, cts)},
+            blobs,
         )
 
     return pending

@@ -82,7 +82,8 @@ class LocalResult(NamedTuple):
 def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Tensor],
                   windows: tuple[np.ndarray, np.ndarray], train: TrainConfig, key: BatchKey, *,
                   velocity: dict[str, Tensor] | None = None,
-                  on_grads: Callable[[dict[str, Tensor]], None] | None = None) -> LocalResult:
+                  on_grads: Callable[[dict[str, Tensor]], None] | None = None,
+                  on_loss: Callable[[Tensor, Tensor], None] | None = None) -> LocalResult:
     """Run ``train.local_steps`` mini-batch steps of global iteration ``key.iteration`` on one holder's
     plaintext windows (X (n, T, d), Y (n, output_size)).
 
@@ -90,7 +91,8 @@ def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Ten
     ``batch_indices(n, b, *key, s)``; each timestep's batch enters as ``backend.data(X[idx, t, :])``
     (b, d). The update is :func:`rhode.nn.optim.update` with the learning rate of ``key.iteration``;
     ``velocity`` (parameter-shaped tensors, or None = zero) is this holder's velocity from its previous
-    global iteration. ``on_grads(grads)`` is called with each step's gradients (diagnostics).
+    global iteration. ``on_grads(grads)`` is called with each step's gradients (diagnostics);
+    ``on_loss(yhat, y)`` with the first step's forward pass (the loss of the model ``params``).
     Returns (local model, velocity after the last step; None with momentum 0).
     """
     train.validate()
@@ -101,6 +103,8 @@ def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Ten
         xs: Sequence[Tensor] = [backend.data(X[idx, t, :]) for t in range(X.shape[1])]
         y = backend.data(Y[idx])
         yhat, cache = model.forward(backend, params, xs)
+        if on_loss is not None and step == 0:
+            on_loss(yhat, y)
         grads = model.backward(backend, params, cache, yhat, y, b)
         if on_grads is not None:
             on_grads(grads)
