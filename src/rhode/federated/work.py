@@ -25,7 +25,7 @@ from rhode.federated.payload import Payload
 from rhode.federated.schema import Field, JobKind, Status
 from rhode.mhe import MheContext
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import BatchKey, batch_indices, train_locally
+from rhode.nn.train import BatchKey, StepHooks, batch_indices, train_locally
 from rhode.tensor import codec as TC
 
 
@@ -68,7 +68,7 @@ def job_work(state, p: Payload) -> Callable:
                         if momentum and Field.VELOCITY.value in p.blobs else None)
             on_loss = _loss_hook(ctx, backend, p, extras)
             out, velocity = train_locally(backend, model, params, (X, Y), train_cfg, key, velocity=velocity,
-                                          on_loss=on_loss)
+                                          hooks=StepHooks(on_loss=on_loss))
             names = list(model.param_shapes)
             if velocity is not None:
                 K.prepare_velocity(backend, velocity)  # levels spent here, in the job; no rotation

@@ -13,7 +13,7 @@ from rhode.nn.config import TrainConfig
 from rhode.nn.diagnostics import RangeRecorder
 from rhode.nn.loss import mse, mse_loss
 from rhode.nn.model import RecurrentModel
-from rhode.nn.train import BatchKey, check_windows, train_locally
+from rhode.nn.train import BatchKey, StepHooks, check_windows, train_locally
 from rhode.tensor.base import Backend, Tensor
 from rhode.tensor.numpy_backend import NumpyBackend
 
@@ -143,7 +143,8 @@ def _iteration(model: RecurrentModel, train: TrainConfig, data: list, state: tup
         max_grad[0] = max(max_grad[0], max(float(np.max(np.abs(g))) for g in grads.values()))
 
     runs = {i: train_locally(be, model, {n: be.param(v) for n, v in params.items()}, data[i], train,
-                             key._replace(party=i), velocity=velocities[i], on_grads=record_grads)
+                             key._replace(party=i), velocity=velocities[i],
+                             hooks=StepHooks(on_grads=record_grads))
             for i in who}
     velocities = [None if i not in runs or runs[i].velocity is None else
                   {n: np.asarray(v, dtype=float) for n, v in runs[i].velocity.items()}

@@ -8,6 +8,7 @@ its local steps and, by the caller (:func:`train_locally` returns it), across gl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -79,11 +80,19 @@ class LocalResult(NamedTuple):
     velocity: dict[str, Tensor] | None
 
 
+@dataclass(frozen=True)
+class StepHooks:
+    """What a caller of :func:`train_locally` sees: ``on_grads(grads)`` each step's gradients
+    (diagnostics), ``on_loss(yhat, y)`` the first step's forward pass (the loss of the model it starts
+    from, on that step's batch)."""
+
+    on_grads: Callable[[dict[str, Tensor]], None] | None = None
+    on_loss: Callable[[Tensor, Tensor], None] | None = None
+
+
 def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Tensor],
                   windows: tuple[np.ndarray, np.ndarray], train: TrainConfig, key: BatchKey, *,
-                  velocity: dict[str, Tensor] | None = None,
-                  on_grads: Callable[[dict[str, Tensor]], None] | None = None,
-                  on_loss: Callable[[Tensor, Tensor], None] | None = None) -> LocalResult:
+                  velocity: dict[str, Tensor] | None = None, hooks: StepHooks | None = None) -> LocalResult:
     """Run ``train.local_steps`` mini-batch steps of global iteration ``key.iteration`` on one holder's
     plaintext windows (X (n, T, d), Y (n, output_size)).
 
@@ -91,8 +100,8 @@ def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Ten
     ``batch_indices(n, b, *key, s)``; each timestep's batch enters as ``backend.data(X[idx, t, :])``
     (b, d). The update is :func:`rhode.nn.optim.update` with the learning rate of ``key.iteration``;
     ``velocity`` (parameter-shaped tensors, or None = zero) is this holder's velocity from its previous
-    global iteration. ``on_grads(grads)`` is called with each step's gradients (diagnostics);
-    ``on_loss(yhat, y)`` with the first step's forward pass (the loss of the model ``params``).
+    global iteration. ``hooks`` (:class:`StepHooks`) see each step's gradients and the first step's
+    forward pass.
     Returns (local model, velocity after the last step; None with momentum 0).
     """
     train.validate()
@@ -103,11 +112,11 @@ def train_locally(backend: Backend, model: RecurrentModel, params: dict[str, Ten
         xs: Sequence[Tensor] = [backend.data(X[idx, t, :]) for t in range(X.shape[1])]
         y = backend.data(Y[idx])
         yhat, cache = model.forward(backend, params, xs)
-        if on_loss is not None and step == 0:
-            on_loss(yhat, y)
+        if hooks is not None and hooks.on_loss is not None and step == 0:
+            hooks.on_loss(yhat, y)
         grads = model.backward(backend, params, cache, yhat, y, b)
-        if on_grads is not None:
-            on_grads(grads)
+        if hooks is not None and hooks.on_grads is not None:
+            hooks.on_grads(grads)
         params, velocity = update(backend, params, grads, velocity, train, key.iteration)
     return LocalResult(params, velocity)
 
@@ -118,4 +127,5 @@ def local_training(backend: Backend, model: RecurrentModel, params: dict[str, Te
     """:func:`train_locally` from a zero velocity, returning only the local model (X (n, T, d), Y (n,
     output_size)). A caller that runs several global iterations with momentum carries the velocity
     with :func:`train_locally` instead."""
-    return train_locally(backend, model, params, (X, Y), train, key, on_grads=on_grads).params
+    hooks = StepHooks(on_grads=on_grads)
+    return train_locally(backend, model, params, (X, Y), train, key, hooks=hooks).params
