@@ -207,8 +207,8 @@ def markdown(out: dict) -> str:
     ip, dep, old, r = out["in_process"], out["deployment"], out["old_default_deployment"], out["ratios"]
     rows = [("seconds per global iteration", f"{ip['seconds_per_iteration']:.1f} s",
              f"**{dep['seconds_per_iteration']:.1f} s**", f"{old['seconds_per_iteration']:.1f} s"),
-            ("rounds per global iteration", f"{ip['rounds_per_iteration']:.0f} (in one process)",
-             f"**{dep['rounds_per_iteration']:.0f}**", f"{old['rounds_per_iteration']:.0f}"),
+            ("rounds per global iteration", f"{ip['rounds_per_iteration']:g} (in one process)",
+             f"**{dep['rounds_per_iteration']:g}**", f"{old['rounds_per_iteration']:g}"),
             ("seconds per round (median)", "-", _s(dep["per_round"]["round"]), _s(old["per_round"]["round"])),
             ("bytes to / from each holder per iteration",
              f"{_mb(ip['bytes_to_each_holder_per_iteration'])} / {_mb(ip['bytes_from_each_holder_per_iteration'])}",
@@ -240,14 +240,14 @@ def markdown(out: dict) -> str:
         f"Ratios in this run: the recommended deployment takes **{r['deployment_vs_in_process']:.2f}x** the "
         f"in-process engine's time per global iteration (acceptance: at most 3x), the `default`-preset "
         f"deployment **{r['old_default_vs_deployment']:.2f}x** the recommended one's (at least 3x), with "
-        f"**{r['deployment_rounds_per_iteration']:.0f}** rounds per global iteration (at most 30).",
+        f"**{r['deployment_rounds_per_iteration']:g}** rounds per global iteration (at most 30).",
         "",
         f"What 3x would take: at most {r['three_x_needs_seconds_per_iteration']:.1f} s per iteration. A round "
         f"of the recommended deployment costs at least {dep['floor']['min_round_overhead']:.2f} s besides the "
         f"holders' computing in this run (median {dep['floor']['median_round_overhead']:.2f} s: Flower's "
         "waiting, the ClientApp process, the transfers), and its holders compute "
         f"{dep['floor']['holder_computing_per_iteration']:.1f} s per iteration (each round's slowest holder): "
-        f"{dep['rounds_per_iteration']:.0f} rounds at that smallest overhead plus the computing make "
+        f"{dep['rounds_per_iteration']:g} rounds at that smallest overhead plus the computing make "
         f"{r['rounds_at_min_overhead_plus_computing']:.1f} s.",
         "",
         "Where a deployed round's seconds go (median over the rounds of the global iterations; per round the "
