@@ -224,19 +224,20 @@ class Aggregator(KeyGeneration):
         job, answers = self._start(JobKind.TRAIN, it + 1, params, stats, loss_scale=scale)
         parts: dict[int, list] = {}
         done: dict[int, Payload] = {}
-        while True:
+
+        def all_parts_in(answers: dict[int, Payload]) -> bool:
             for i, p in answers.items():
                 if Field.LOSS.value in p.blobs:
                     parts[i] = self._parse(i, "loss", lambda q: K.take_cts(self.ctx, q, Field.LOSS.value,
                                                                             count=1), p)
             if len(parts) == len(self.active):
                 self._carried = _Carried(it + 1, params, job, answers, done)
-                return self._reveal_loss(parts)
-            pending = self._collect(answers, done)
-            if not pending:
-                raise ProtocolError(f"data holder(s) {sorted(set(self.active) - set(parts))} finished "
-                                    "their job without the loss")
-            answers = self.t.exchange(Step.RESUME, self._resumes(job, pending), self.timeouts[0])
+            return len(parts) == len(self.active)
+
+        if self._drive(job, answers, done, until=all_parts_in) is not None:
+            raise ProtocolError(f"data holder(s) {sorted(set(self.active) - set(parts))} finished "
+                                "their job without the loss")
+        return self._reveal_loss(parts)
 
     def _reveal_loss(self, parts: dict[int, list]) -> float:
         shape = (self.model.config.output_size,)
@@ -270,9 +271,14 @@ class Aggregator(KeyGeneration):
         )
         return job, self.t.exchange(Step.TRAIN, self._requests(kind, request), self.timeouts[0])
 
-    def _drive(self, job: str, answers: dict[int, Payload], done: dict[int, Payload]) -> dict[int, Payload]:
-        """Refresh and resume the holders' paused jobs until every one is done (``done``: those already)."""
+    def _drive(self, job: str, answers: dict[int, Payload], done: dict[int, Payload],
+               until=None) -> dict[int, Payload] | None:
+        """Refresh and resume the holders' paused jobs until every one is done (``done``: those already).
+        ``until(answers)``: checked on every round's answers before they are collected; True leaves the
+        jobs paused on them and returns None."""
         while True:
+            if until is not None and until(answers):
+                return None
             pending = self._collect(answers, done)
             if not pending:
                 self._count_operations(done)

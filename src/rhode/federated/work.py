@@ -103,8 +103,7 @@ def _loss_hook(ctx: MheContext, backend, p: Payload, extras: dict):
         return None
 
     def on_loss(yhat, y) -> None:
-        err = backend.sub(yhat, y)
-        sse = backend.batch_sum(backend.mul(err, backend.mul(err, backend.data(np.full(y.shape, scale)))))
+        sse = _scaled_sse(backend, yhat, y, scale)
         backend.prepare_export([sse])
         extras[Field.LOSS.value] = K.cts_blob(ctx, [TC.export_param(sse)[0]])
 
@@ -135,5 +134,11 @@ def _sse(backend, model, params, windows, batch: int, key: BatchKey, scale: floa
     idx = loss_indices(X.shape[0], batch, seed=key.seed, party=key.party, iteration=key.iteration)
     be = backend
     yhat = model.predict(be, params, [be.data(X[idx, t, :]) for t in range(X.shape[1])])
-    err = be.sub(yhat, be.data(Y[idx]))
-    return be.batch_sum(be.mul(err, be.mul(err, be.data(np.full(Y[idx].shape, scale)))))
+    return _scaled_sse(be, yhat, be.data(Y[idx]), scale)
+
+
+def _scaled_sse(be, yhat, y, scale: float):
+    """``scale`` times the sum over the batch of (yhat - y)^2, yhat and y (b, o) tensors: a (o,) tensor.
+    Levels: two products (the scale rides on the plaintext of the first)."""
+    err = be.sub(yhat, y)
+    return be.batch_sum(be.mul(err, be.mul(err, be.data(np.full(y.shape, scale)))))
